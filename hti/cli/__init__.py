@@ -1,0 +1,1 @@
+"""The ``hti`` command line (click). Entry point: :func:`hti.cli.main.cli`."""

@@ -1,0 +1,266 @@
+"""``run(cfg)`` and ``resume(path)``: train softmax regression full batch and record its trajectory.
+
+Each iteration t = 0..steps evaluates the loss, its gradient and (on recorded steps) the
+per-class statistics at the parameters after t updates, in one fused pass
+(:func:`hti.linsoftmax.stats.evaluate`), writes a row, then takes step t + 1 with the
+gradient of that same pass: N steps cost N + 1 passes of two GEMMs each.
+
+Nothing is lost: rows are flushed as they are written; a NaN/inf loss ends the run with
+status ``diverged`` (the row of the failing step is written); SIGINT/SIGTERM finish the
+current row, save a checkpoint and end with status ``interrupted`` (a second signal
+aborts at once); and :func:`resume` continues an interrupted or killed run from its
+newest checkpoint (or from scratch if it has none, the initialization being a function
+of the seed), dropping the rows written after it, so the resumed trajectory equals an
+uninterrupted one exactly on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hti import __version__
+from hti.backend import synchronize, to_device, to_numpy, xp_by_name
+from hti.config import ConfigError
+from hti.linsoftmax.config import LinearConfig
+from hti.linsoftmax.data import class_counts, heavy_tailed_data
+from hti.linsoftmax.memory import check_memory
+from hti.linsoftmax.optim import OPTIMIZERS, apply_updates_, tree_leaves, tree_unflatten
+from hti.linsoftmax.params import init_params
+from hti.linsoftmax.stats import evaluate, is_finite, make_problem
+from hti.storage import HDF5Trajectory, MemoryTrajectory, StorageError
+
+ENGINE = "linsoftmax"
+
+
+class Progress(Protocol):
+    """What the loop reports to (the CLI's progress bar implements it)."""
+
+    def start(self, first_step: int, last_step: int) -> None: ...
+
+    def update(self, step: int, loss: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """How a run ended: status, the store it wrote, its file, and timings."""
+
+    status: str
+    store: Any
+    path: Path | None
+    last_step: int
+    seconds_per_step: float
+    setup_seconds: float
+    resumed_from: int | None = None
+
+
+def row_spec(c: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The per-row datasets of a linear trajectory (name -> (row shape, dtype))."""
+    scalar, per_class = ((), "f8"), ((c,), "f8")
+    return {
+        "step": ((), "i8"),
+        "wall_time": scalar,
+        "loss": scalar,
+        "train_loss": scalar,
+        "class_loss": per_class,
+        "class_acc": per_class,
+        "grad_norm": per_class,
+        "hess_trace": per_class,
+    }
+
+
+def default_path(cfg: LinearConfig) -> Path:
+    """``runs/<run id>.h5``."""
+    return Path("runs") / f"{cfg.run_id}.h5"
+
+
+def create_store(cfg: LinearConfig, out: str | os.PathLike | None, *, force: bool = False, memory: bool = False):
+    """A new trajectory (HDF5 at ``out``, or in memory) with the run's attributes."""
+    n, c, d = cfg.shape
+    attrs = {
+        "config": cfg.to_json(),
+        "hti_version": __version__,
+        "engine": ENGINE,
+        "run_id": cfg.run_id,
+        "n": n,
+        "c": c,
+        "d": d,
+    }
+    static = {"class_counts": class_counts(cfg.m)}
+    if memory:
+        return MemoryTrajectory(attrs=attrs, rows=row_spec(c), static=static)
+    path = default_path(cfg) if out is None else Path(out)
+    return HDF5Trajectory.create(path, attrs=attrs, rows=row_spec(c), static=static, force=force)
+
+
+def run(
+    cfg: LinearConfig,
+    out: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    memory: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Train from scratch; write to ``out`` (default :func:`default_path`) or memory."""
+    xp = xp_by_name(cfg.device)
+    check_memory(cfg, xp)
+    store = create_store(cfg, out, force=force, memory=memory)
+    try:
+        return _train(cfg, store, xp, progress=progress, fresh=True)
+    finally:
+        store.close()
+
+
+def resume(path: str | os.PathLike, *, progress: Progress | None = None) -> RunResult:
+    """Continue the run stored at ``path`` from its newest checkpoint."""
+    store = HDF5Trajectory.open(path)
+    try:
+        attrs = store.attrs
+        if attrs.get("engine") != ENGINE:
+            raise StorageError(f"{path} holds an {attrs.get('engine')!r} run; hti linear resumes {ENGINE!r} runs")
+        if attrs["status"] in ("completed", "diverged"):
+            raise StorageError(f"{path} has status {attrs['status']}: there is nothing to resume")
+        try:
+            cfg = LinearConfig.from_json(attrs["config"])
+        except (ConfigError, ValueError, KeyError) as err:
+            raise StorageError(f"{path}: its config cannot be read ({err})") from None
+        xp = xp_by_name(cfg.device)
+        check_memory(cfg, xp)
+        return _train(cfg, store, xp, progress=progress, fresh=False)
+    finally:
+        store.close()
+
+
+class _StopOnSignal:
+    """Turn the first SIGINT/SIGTERM into a request to stop after the current row."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:  # second signal: abort now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bool) -> RunResult:
+    t_setup = time.perf_counter()
+    n, c, d = cfg.shape
+    data = heavy_tailed_data(
+        cfg.m,
+        inputs=cfg.inputs,
+        input_mean=cfg.input_mean,
+        input_scale=cfg.input_scale,
+        dim=cfg.dim,
+        data_seed=cfg.data_seed,
+        dtype=cfg.dtype,
+    )
+    if fresh and cfg.save_data:
+        store.write_static("data/X", data.X)
+        store.write_static("data/y", data.y)
+    problem = make_problem(
+        to_device(data.X, xp), to_device(data.y, xp), to_device(data.class_counts, xp), cfg.reweight
+    )
+    del data
+    direction = OPTIMIZERS[cfg.optim].direction(cfg.momentum, cfg.beta, cfg.beta2, cfg.eps)
+    W, b = (to_device(a, xp) for a in init_params(c, d, init=cfg.init, seed=cfg.seed, dtype=cfg.dtype))
+    state = direction.init((W, b))
+
+    first, elapsed0, resumed_from = 0, 0.0, None
+    if not fresh:
+        ckpt = store.load_checkpoint()
+        if ckpt is not None:
+            first, elapsed0, leaves = ckpt
+            W, b = (to_device(np.asarray(a), xp) for a in leaves[:2])
+            state = tree_unflatten(state, [x if isinstance(x, int) else to_device(np.asarray(x), xp) for x in leaves[2:]])
+        resumed_from = first
+        steps_done = store.column("step")
+        store.truncate(int(np.searchsorted(steps_done, first)))
+        store.drop_params_from(first)
+    store.set_status("running")
+    synchronize(xp)
+    setup = time.perf_counter() - t_setup
+
+    record = set(cfg.record_steps())
+    save_at = set(cfg.save_params_at)
+    status, t = "running", first
+    start = time.perf_counter()
+    if progress is not None:
+        progress.start(first, cfg.steps)
+    try:
+        with _StopOnSignal() as stop:
+            for t in range(first, cfg.steps + 1):
+                ev = evaluate(problem, W, b, with_stats=t in record)
+                finite = is_finite(ev.loss + ev.train_loss)
+                if not finite and t not in record:
+                    ev = evaluate(problem, W, b, with_stats=True)
+                if t in record or not finite:
+                    store.append(
+                        step=t,
+                        wall_time=elapsed0 + time.perf_counter() - start,
+                        loss=float(ev.loss),
+                        train_loss=float(ev.train_loss),
+                        class_loss=to_numpy(ev.class_loss),
+                        class_acc=to_numpy(ev.class_acc),
+                        grad_norm=to_numpy(ev.grad_norm),
+                        hess_trace=to_numpy(ev.hess_trace),
+                    )
+                if t in save_at:
+                    store.save_params(t, {"W": to_numpy(W), "b": to_numpy(b)})
+                if progress is not None:
+                    progress.update(t, float(ev.loss))
+                if not finite:
+                    status = "diverged"
+                    break
+                if t == cfg.steps:
+                    status = "completed"
+                    break
+                if stop.signum is not None:
+                    status = "interrupted"
+                    _checkpoint(store, t, elapsed0 + time.perf_counter() - start, W, b, state)
+                    break
+                updates, state = direction.update(ev.grads, state)
+                del ev
+                apply_updates_((W, b), updates, cfg.lr)
+                del updates
+                if (t + 1) % cfg.checkpoint_every == 0 and t + 1 < cfg.steps:
+                    _checkpoint(store, t + 1, elapsed0 + time.perf_counter() - start, W, b, state)
+            if status == "completed":
+                _checkpoint(store, t, elapsed0 + time.perf_counter() - start, W, b, state)
+    except BaseException as err:
+        store.set_attr("error", f"{type(err).__name__}: {err}")
+        store.set_status("interrupted")
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+    synchronize(xp)
+    taken = t - first
+    seconds = (time.perf_counter() - start) / taken if taken > 0 else float("nan")
+    store.set_status(status)
+    return RunResult(status, store, getattr(store, "path", None), t, seconds, setup, resumed_from)
+
+
+def _checkpoint(store, step: int, wall_time: float, W, b, state) -> None:
+    leaves = [to_numpy(W), to_numpy(b)] + [x if isinstance(x, int) else to_numpy(x) for x in tree_leaves(state)]
+    store.save_checkpoint(step, wall_time, leaves)

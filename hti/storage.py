@@ -1,0 +1,389 @@
+"""Trajectory files: resizable HDF5 datasets written row by row, emcee-style.
+
+One file per run. Root attributes: ``config`` (JSON), ``hti_version``, ``engine``,
+``run_id``, ``status`` (running | completed | diverged | interrupted) and ``iteration``
+(rows written). Each per-step quantity is a dataset created empty with
+``maxshape=(None, ...)``; a row is written by growing every dataset, filling row
+``iteration``, incrementing ``iteration`` and flushing, so a run that is killed at any
+point leaves a readable file whose rows are complete up to ``iteration``.
+
+Crash safety: the HDF5 metadata cache is set not to evict (write) dirty entries between
+flushes, so the on-disk metadata is the state of the last flush. The resume state
+(parameters and optimizer state) lives in two checkpoint slots, ``checkpoint/slot0`` and
+``checkpoint/slot1``, written alternately: a slot is marked invalid, filled, flushed, and
+only then stamped with its step, so a kill during a checkpoint leaves the other slot
+intact. :class:`MemoryTrajectory` is an in-memory twin with the same interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+STATUSES = ("running", "completed", "diverged", "interrupted")
+_SLOTS = ("slot0", "slot1")
+
+
+class StorageError(ValueError):
+    """A trajectory file that cannot be created, opened or resumed; says why."""
+
+
+def _h5py():
+    try:
+        import h5py  # noqa: PLC0415
+    except ImportError as err:  # pragma: no cover - h5py is a hard dependency
+        raise StorageError(f"HDF5 trajectories need h5py ({err}); pip install h5py") from None
+    return h5py
+
+
+def _no_evictions(fh) -> None:
+    """Keep dirty metadata in memory until the next flush (see the module docstring)."""
+    cfg = fh.id.get_mdc_config()
+    cfg.incr_mode = 0  # H5C_incr__off
+    cfg.flash_incr_mode = 0  # H5C_flash_incr__off
+    cfg.decr_mode = 0  # H5C_decr__off
+    cfg.evictions_enabled = False
+    fh.id.set_mdc_config(cfg)
+
+
+def _row_chunk(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    per_row = int(np.prod(shape, dtype=np.int64)) * itemsize
+    return (max(1, min(1024, (1 << 16) // max(per_row, 1))), *shape)
+
+
+def _check_row(spec: dict, row: dict[str, Any]) -> None:
+    missing, extra = set(spec) - set(row), set(row) - set(spec)
+    if missing or extra:
+        raise ValueError(
+            f"a row needs exactly {sorted(spec)}; missing {sorted(missing)}, extra {sorted(extra)}"
+        )
+
+
+class HDF5Trajectory:
+    """A trajectory file open for writing (new) or for resuming (existing)."""
+
+    def __init__(self, fh, path: Path):
+        self._f = fh
+        self.path = Path(path)
+        self._spec = json.loads(fh.attrs["rows"])
+
+    # -- opening --------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        attrs: dict[str, Any],
+        rows: dict[str, tuple[tuple[int, ...], str]],
+        static: dict[str, np.ndarray] | None = None,
+        force: bool = False,
+    ) -> "HDF5Trajectory":
+        """A new file with empty growing datasets ``rows`` (name -> (row shape, dtype))."""
+        h5py = _h5py()
+        path = Path(path)
+        if path.exists() and not force:
+            raise StorageError(f"{path} exists; pass --force to overwrite it or --resume to continue it")
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fh = h5py.File(path, "w")
+        except OSError as err:
+            raise StorageError(f"cannot create {path}: {err}") from None
+        _no_evictions(fh)
+        for key, value in attrs.items():
+            fh.attrs[key] = value
+        fh.attrs["rows"] = json.dumps({k: [list(s), d] for k, (s, d) in rows.items()})
+        fh.attrs["status"] = "running"
+        fh.attrs["iteration"] = 0
+        for name, (shape, dtype) in rows.items():
+            shape = tuple(shape)
+            fh.create_dataset(
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                dtype=dtype,
+                chunks=_row_chunk(shape, np.dtype(dtype).itemsize),
+            )
+        for name, value in (static or {}).items():
+            fh.create_dataset(name, data=value)
+        fh.flush()
+        return cls(fh, path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "HDF5Trajectory":
+        """An existing file, for resuming; the rows beyond ``iteration`` are dropped."""
+        h5py = _h5py()
+        path = Path(path)
+        if not path.exists():
+            raise StorageError(f"--resume expects an existing trajectory file; {path} does not exist")
+        try:
+            fh = h5py.File(path, "r+")
+        except OSError as err:
+            raise StorageError(f"cannot open {path} for resuming (is another process writing it?): {err}") from None
+        if "rows" not in fh.attrs or "iteration" not in fh.attrs:
+            fh.close()
+            raise StorageError(f"{path} is not an hti trajectory (no rows/iteration attributes)")
+        _no_evictions(fh)
+        store = cls(fh, path)
+        store.truncate(store.iteration)
+        return store
+
+    # -- attributes -----------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {k: _attr(v) for k, v in self._f.attrs.items()}
+
+    @property
+    def iteration(self) -> int:
+        return int(self._f.attrs["iteration"])
+
+    @property
+    def status(self) -> str:
+        return str(self._f.attrs["status"])
+
+    def set_status(self, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}; got {status!r}")
+        self._f.attrs["status"] = status
+        self._f.flush()
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self._f.attrs[key] = value
+        self._f.flush()
+
+    # -- rows -----------------------------------------------------------------------
+    def append(self, **row: Any) -> None:
+        """Write one row (every dataset of ``rows``), then bump ``iteration`` and flush."""
+        _check_row(self._spec, row)
+        i = self.iteration
+        for name, value in row.items():
+            ds = self._f[name]
+            ds.resize(i + 1, axis=0)
+            ds[i] = value
+        self._f.attrs["iteration"] = i + 1
+        self._f.flush()
+
+    def truncate(self, n_rows: int) -> None:
+        """Keep the first ``n_rows`` rows."""
+        for name in self._spec:
+            self._f[name].resize(n_rows, axis=0)
+        self._f.attrs["iteration"] = n_rows
+        self._f.flush()
+
+    def column(self, name: str) -> np.ndarray:
+        return self._f[name][: self.iteration]
+
+    # -- saved parameters -----------------------------------------------------------
+    def save_params(self, step: int, arrays: dict[str, np.ndarray]) -> None:
+        """Append (step, arrays) under ``params/``: params/step (K,), params/<name> (K, ...)."""
+        grp = self._f.require_group("params")
+        if "step" not in grp:
+            grp.create_dataset("step", shape=(0,), maxshape=(None,), dtype="i8", chunks=(64,))
+            for name, a in arrays.items():
+                grp.create_dataset(
+                    name, shape=(0, *a.shape), maxshape=(None, *a.shape), dtype=a.dtype,
+                    chunks=(1, *a.shape),
+                )
+        k = grp["step"].shape[0]
+        for name, a in arrays.items():
+            grp[name].resize(k + 1, axis=0)
+            grp[name][k] = a
+        grp["step"].resize(k + 1, axis=0)
+        grp["step"][k] = step
+        self._f.flush()
+
+    def drop_params_from(self, step: int) -> None:
+        """Forget saved parameters of steps >= ``step`` (used when resuming)."""
+        if "params" not in self._f:
+            return
+        grp = self._f["params"]
+        keep = int(np.searchsorted(grp["step"][:], step))
+        for name in grp:
+            grp[name].resize(keep, axis=0)
+        self._f.flush()
+
+    # -- static arrays --------------------------------------------------------------
+    def write_static(self, name: str, value: np.ndarray) -> None:
+        if name in self._f:
+            del self._f[name]
+        self._f.create_dataset(name, data=value)
+        self._f.flush()
+
+    # -- checkpoints ----------------------------------------------------------------
+    def save_checkpoint(self, step: int, wall_time: float, leaves: Iterable[Any]) -> None:
+        """Store the resume state at ``step`` in the older slot (see the module)."""
+        ckpt = self._f.require_group("checkpoint")
+        slots = [ckpt.require_group(s) for s in _SLOTS]
+        steps = [int(g.attrs.get("step", -1)) for g in slots]
+        slot = slots[int(steps[1] < steps[0])]  # the older (or invalid) one
+        slot.attrs["step"] = -1
+        self._f.flush()
+        leaves = list(leaves)
+        for i, leaf in enumerate(leaves):
+            name = f"leaf{i:03d}"
+            is_int = isinstance(leaf, (int, np.integer))
+            value = np.asarray(leaf, dtype=np.int64 if is_int else None)
+            if name in slot and (slot[name].shape != value.shape or slot[name].dtype != value.dtype):
+                del slot[name]
+            if name not in slot:
+                slot.create_dataset(name, shape=value.shape, dtype=value.dtype)
+            slot[name][...] = value
+            slot[name].attrs["int"] = is_int
+        slot.attrs["n_leaves"] = len(leaves)
+        slot.attrs["wall_time"] = float(wall_time)
+        self._f.flush()
+        slot.attrs["step"] = int(step)
+        self._f.flush()
+
+    def load_checkpoint(self) -> tuple[int, float, list[Any]] | None:
+        """(step, wall_time, leaves) of the newest valid slot, or None."""
+        if "checkpoint" not in self._f:
+            return None
+        best = None
+        for s in _SLOTS:
+            g = self._f["checkpoint"].get(s)
+            if g is not None and int(g.attrs.get("step", -1)) >= 0:
+                if best is None or int(g.attrs["step"]) > int(best.attrs["step"]):
+                    best = g
+        if best is None:
+            return None
+        leaves = []
+        for i in range(int(best.attrs["n_leaves"])):
+            ds = best[f"leaf{i:03d}"]
+            leaves.append(int(ds[()]) if bool(ds.attrs["int"]) else ds[()])
+        return int(best.attrs["step"]), float(best.attrs["wall_time"]), leaves
+
+    # -- life cycle -----------------------------------------------------------------
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.flush()
+            self._f.close()
+
+    def __enter__(self) -> "HDF5Trajectory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class MemoryTrajectory:
+    """The in-memory twin of :class:`HDF5Trajectory` (tests, notebooks)."""
+
+    def __init__(self, *, attrs: dict[str, Any], rows: dict[str, tuple[tuple[int, ...], str]], static: dict[str, np.ndarray] | None = None):
+        self._attrs = dict(attrs, status="running", iteration=0)
+        self._spec = {k: (tuple(s), d) for k, (s, d) in rows.items()}
+        self._rows: dict[str, list] = {k: [] for k in rows}
+        self.static = dict(static or {})
+        self.params: dict[str, list] = {}
+        self._checkpoint = None
+        self.path = None
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._attrs)
+
+    @property
+    def iteration(self) -> int:
+        return self._attrs["iteration"]
+
+    @property
+    def status(self) -> str:
+        return self._attrs["status"]
+
+    def set_status(self, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}; got {status!r}")
+        self._attrs["status"] = status
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self._attrs[key] = value
+
+    def append(self, **row: Any) -> None:
+        _check_row(self._spec, row)
+        for name, value in row.items():
+            shape, dtype = self._spec[name]
+            self._rows[name].append(np.asarray(value, dtype=dtype).reshape(shape))
+        self._attrs["iteration"] += 1
+
+    def truncate(self, n_rows: int) -> None:
+        for name in self._rows:
+            del self._rows[name][n_rows:]
+        self._attrs["iteration"] = n_rows
+
+    def column(self, name: str) -> np.ndarray:
+        shape, dtype = self._spec[name]
+        return np.array(self._rows[name], dtype=dtype).reshape(-1, *shape)
+
+    def save_params(self, step: int, arrays: dict[str, np.ndarray]) -> None:
+        self.params.setdefault("step", []).append(step)
+        for name, a in arrays.items():
+            self.params.setdefault(name, []).append(np.array(a))
+
+    def drop_params_from(self, step: int) -> None:
+        if "step" in self.params:
+            keep = int(np.searchsorted(np.array(self.params["step"]), step))
+            for name in self.params:
+                del self.params[name][keep:]
+
+    def write_static(self, name: str, value: np.ndarray) -> None:
+        self.static[name] = np.array(value)
+
+    def save_checkpoint(self, step: int, wall_time: float, leaves: Iterable[Any]) -> None:
+        self._checkpoint = (step, wall_time, [np.array(x) if not isinstance(x, int) else x for x in leaves])
+
+    def load_checkpoint(self):
+        return self._checkpoint
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "MemoryTrajectory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_trajectory(path: str | os.PathLike) -> dict[str, Any]:
+    """Everything in a trajectory file as NumPy arrays: ``{"attrs": {...}, name: array}``.
+
+    Rows beyond ``iteration`` (a write cut short by a kill) are left out; ``config`` is
+    parsed from JSON. Groups (``params``, ``data``) become nested dicts.
+    """
+    h5py = _h5py()
+    path = Path(path)
+    if not path.exists():
+        raise StorageError(f"expected an hti trajectory file; {path} does not exist")
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as err:
+        raise StorageError(f"cannot read {path} as HDF5: {err}") from None
+    with fh:
+        attrs = {k: _attr(v) for k, v in fh.attrs.items()}
+        if "rows" not in attrs:
+            raise StorageError(f"{path} is not an hti trajectory (no rows attribute)")
+        rows = json.loads(attrs.pop("rows"))
+        if "config" in attrs:
+            attrs["config"] = json.loads(attrs["config"])
+        n = int(attrs.get("iteration", 0))
+        out: dict[str, Any] = {"attrs": attrs}
+        for name, item in fh.items():
+            if name == "checkpoint":
+                continue
+            if isinstance(item, h5py.Group):
+                out[name] = {k: v[()] for k, v in item.items()}
+            else:
+                out[name] = item[:n] if name in rows else item[()]
+    return out
