@@ -356,19 +356,29 @@ def _attr(value: Any) -> Any:
     return value
 
 
-def read_trajectory(path: str | os.PathLike) -> dict[str, Any]:
-    """Everything in a trajectory file as NumPy arrays: ``{"attrs": {...}, name: array}``.
+def read_trajectory(
+    path: str | os.PathLike, names: Iterable[str] | None = None, *, live: bool = False
+) -> dict[str, Any]:
+    """A trajectory file as NumPy arrays: ``{"attrs": {...}, name: array}``.
+
+    ``names`` selects datasets or groups (default: everything but the checkpoints).
 
     Rows beyond ``iteration`` (a write cut short by a kill) are left out; ``config`` is
-    parsed from JSON. Groups (``params``, ``data``) become nested dicts.
+    parsed from JSON. Groups (``params``, ``data``) become nested dicts. HDF5 locks a file
+    while a run writes it; ``live=True`` reads it anyway (without the lock), which shows
+    the rows up to the writer's last flush, or fails if it catches a flush half done.
     """
     h5py = _h5py()
     path = Path(path)
     if not path.exists():
         raise StorageError(f"expected an hti trajectory file; {path} does not exist")
     try:
-        fh = h5py.File(path, "r")
+        fh = h5py.File(path, "r", locking=False) if live else h5py.File(path, "r")
     except OSError as err:
+        if "lock" in str(err).lower():
+            raise StorageError(
+                f"{path} is being written by a running process; read it with live=True"
+            ) from None
         raise StorageError(f"cannot read {path} as HDF5: {err}") from None
     with fh:
         attrs = {k: _attr(v) for k, v in fh.attrs.items()}
@@ -379,8 +389,9 @@ def read_trajectory(path: str | os.PathLike) -> dict[str, Any]:
             attrs["config"] = json.loads(attrs["config"])
         n = int(attrs.get("iteration", 0))
         out: dict[str, Any] = {"attrs": attrs}
+        wanted = None if names is None else set(names)
         for name, item in fh.items():
-            if name == "checkpoint":
+            if name == "checkpoint" or (wanted is not None and name not in wanted):
                 continue
             if isinstance(item, h5py.Group):
                 out[name] = {k: v[()] for k, v in item.items()}

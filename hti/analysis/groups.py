@@ -34,7 +34,7 @@ def frequency_groups(class_counts, n_groups: int = 10) -> list[np.ndarray]:
     """Class indices of each group, most to least frequent (see the module docstring).
 
     >>> [g.tolist() for g in frequency_groups([8, 4, 4, 2, 2, 2, 2], 4)]
-    [[0], [1, 2], [3, 4], [5, 6]]
+    [[0], [1], [2, 3], [4, 5, 6]]
     """
     counts = _counts(class_counts)
     if isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)) or n_groups < 1:

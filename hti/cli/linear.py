@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from hti.cli.main import InputError, reports_bad_input
+from hti.cli.errors import InputError, reports_bad_input
 from hti.cli.params import StepList, StepSize
 from hti.config import format_lr
 from hti.linsoftmax.data import DTYPES, INPUTS
@@ -90,11 +90,11 @@ def linear(ctx: click.Context, resume, dry_run, progress, out, force, **options)
 
     bar = _progress(progress)
     if resume is not None:
-        given = [
+        given = sorted(
             "--" + name.replace("_", "-")
             for name in list(options) + ["out", "force", "dry_run"]
             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-        ]
+        )
         if given:
             raise InputError(
                 f"--resume takes the configuration from the file; expected no other run options, got {' '.join(given)}"
@@ -134,17 +134,9 @@ def _announce(cfg, out) -> None:
 
 
 def _run(cfg, out, force, bar) -> None:
-    from hti.linsoftmax.memory import InsufficientMemory, check_memory  # noqa: PLC0415
     from hti.linsoftmax.train import run  # noqa: PLC0415
 
-    try:
-        from hti.backend import xp_by_name  # noqa: PLC0415
-
-        check_memory(cfg, xp_by_name(cfg.device))
-    except InsufficientMemory as err:
-        raise InputError(str(err)) from None
-    result = run(cfg, out, force=force, progress=bar)
-    _report(result)
+    _report(run(cfg, out, force=force, progress=bar))
 
 
 def _resume(path, bar) -> None:
@@ -158,12 +150,10 @@ def _resume(path, bar) -> None:
 
 def _report(result) -> None:
     from hti.analysis.summary import format_summary  # noqa: PLC0415
-
-    store = result.store
-    path = result.path
     from hti.storage import read_trajectory  # noqa: PLC0415
 
-    data = read_trajectory(path)
+    path = result.path
+    data = read_trajectory(path, names=("step", "loss", "class_loss", "class_counts"))
     if data["step"].size:
         click.echo(format_summary(data["class_counts"], data["step"], data["class_loss"], data["loss"]))
     taken = result.last_step - (result.resumed_from or 0)

@@ -197,7 +197,7 @@ def heavy_tailed_data(
     """The whole data set (X, y, class_counts) on the host.
 
     >>> data = heavy_tailed_data(3, dtype="float64")
-    >>> data.X.shape, data.y.shape, data.class_counts.sum()
+    >>> data.X.shape, data.y.shape, int(data.class_counts.sum())
     ((24, 32), (24,), 24)
     """
     X = make_inputs(

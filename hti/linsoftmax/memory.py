@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from hti.backend import Namespace, available_memory, device_name
+from hti.config import ConfigError
 from hti.linsoftmax.config import LinearConfig
 from hti.linsoftmax.optim import OPTIMIZERS
 
 GiB = 1 << 30
 
 
-class InsufficientMemory(ValueError):
+class InsufficientMemory(ConfigError):
     """The run cannot fit; the message gives the estimate and what is available."""
 
 

@@ -97,17 +97,25 @@ def sign() -> Transform:
 
 
 def normalize() -> Transform:
-    """u -> u / ||u||, with one Euclidean norm over all arrays together (0 stays 0)."""
+    """u -> u / ||u||, with one Euclidean norm over all arrays together (0 stays 0).
+
+    The arrays are first divided by their largest absolute entry, so the sum of squares
+    can neither overflow nor underflow in float32.
+    """
 
     def init(params):
         return EmptyState()
 
     def update(updates, state):
         xp = get_xp(*updates)
-        sq = sum(xp.vdot(u.reshape(-1), u.reshape(-1)) for u in updates)
         dtype = updates[0].dtype
+        peak = max(xp.maximum(u.max(), -u.min()) for u in updates if u.size)  # max |u|
+        scaled = tuple(u / xp.maximum(peak, xp.finfo(dtype).tiny) for u in updates)  # |.| <= 1
+        sq = sum(xp.vdot(v.reshape(-1), v.reshape(-1)) for v in scaled)
         inv = 1 / xp.maximum(xp.sqrt(xp.asarray(sq, dtype=dtype)), xp.finfo(dtype).tiny)
-        return tuple(u * inv for u in updates), state
+        for v in scaled:
+            v *= inv
+        return scaled, state
 
     return Transform(init, update)
 
@@ -131,9 +139,13 @@ def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
         ms, vs, dirs = [], [], []
         for g, m_old, v_old in zip(updates, state.m, state.v):
             ty = g.dtype.type
-            m = g - m_old  # lerp, as torch
-            m *= ty(1 - b1)
-            m += m_old
+            m = g - m_old  # m_old + (1 - b1)(g - m_old), with torch.lerp's two branches
+            if 1 - b1 < 0.5:
+                m *= ty(1 - b1)
+                m += m_old
+            else:  # g - b1 (g - m_old): exactly g when b1 = 0 (Adam without momentum)
+                m *= ty(-b1)
+                m += g
             v = v_old * ty(b2)
             tmp = g * g
             tmp *= ty(1 - b2)
@@ -254,8 +266,7 @@ def tree_unflatten(template: Any, leaves: list) -> Any:
             return type(node)(*items) if hasattr(node, "_fields") else tuple(items)
         return next(it)
 
-    out = build(template)
-    rest = sum(1 for _ in it)
-    if rest:
-        raise ValueError(f"state template takes {len(leaves) - rest} leaves; got {len(leaves)}")
-    return out
+    expected = len(tree_leaves(template))
+    if expected != len(leaves):
+        raise ValueError(f"state template takes {expected} leaves; got {len(leaves)}")
+    return build(template)

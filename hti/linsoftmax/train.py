@@ -208,7 +208,7 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
     if progress is not None:
         progress.start(first, cfg.steps)
     try:
-        with _StopOnSignal() as stop:
+        with _StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):  # NaN/inf are handled
             for t in range(first, cfg.steps + 1):
                 ev = evaluate(problem, W, b, with_stats=t in record)
                 finite = is_finite(ev.loss + ev.train_loss)
