@@ -163,8 +163,13 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
-def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bool) -> RunResult:
-    t_setup = time.perf_counter()
+def _setup(cfg: LinearConfig, store, xp, fresh: bool):
+    """The problem on its device, and the parameters and optimizer state to start from.
+
+    Returns (problem, direction, W, b, state, first step, wall time so far). A resumed
+    run starts from the newest checkpoint (or from scratch without one) and drops the rows
+    and saved parameters of the steps it will redo.
+    """
     n, c, d = cfg.shape
     data = heavy_tailed_data(
         cfg.m,
@@ -183,20 +188,38 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
     )
     del data
     direction = OPTIMIZERS[cfg.optim].direction(cfg.momentum, cfg.beta, cfg.beta2, cfg.eps)
-    W, b = (to_device(a, xp) for a in init_params(c, d, init=cfg.init, seed=cfg.seed, dtype=cfg.dtype))
-    state = direction.init((W, b))
-
-    first, elapsed0, resumed_from = 0, 0.0, None
+    ckpt = None if fresh else store.load_checkpoint()
+    if ckpt is None:
+        first, elapsed = 0, 0.0
+        W, b = (to_device(a, xp) for a in init_params(c, d, init=cfg.init, seed=cfg.seed, dtype=cfg.dtype))
+        state = direction.init((W, b))
+    else:
+        first, elapsed, leaves = ckpt
+        W, b = (to_device(np.asarray(a), xp) for a in leaves[:2])
+        leaves = [x if isinstance(x, int) else to_device(np.asarray(x), xp) for x in leaves[2:]]
+        state = tree_unflatten(direction.init((W, b)), leaves)
     if not fresh:
-        ckpt = store.load_checkpoint()
-        if ckpt is not None:
-            first, elapsed0, leaves = ckpt
-            W, b = (to_device(np.asarray(a), xp) for a in leaves[:2])
-            state = tree_unflatten(state, [x if isinstance(x, int) else to_device(np.asarray(x), xp) for x in leaves[2:]])
-        resumed_from = first
-        steps_done = store.column("step")
-        store.truncate(int(np.searchsorted(steps_done, first)))
+        store.truncate(int(np.searchsorted(store.column("step"), first)))
         store.drop_params_from(first)
+    return problem, direction, W, b, state, first, elapsed
+
+
+def _write_row(store, step: int, wall_time: float, ev) -> None:
+    store.append(
+        step=step,
+        wall_time=wall_time,
+        loss=float(ev.loss),
+        train_loss=float(ev.train_loss),
+        class_loss=to_numpy(ev.class_loss),
+        class_acc=to_numpy(ev.class_acc),
+        grad_norm=to_numpy(ev.grad_norm),
+        hess_trace=to_numpy(ev.hess_trace),
+    )
+
+
+def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bool) -> RunResult:
+    t_setup = time.perf_counter()
+    problem, direction, W, b, state, first, elapsed0 = _setup(cfg, store, xp, fresh)
     store.set_status("running")
     synchronize(xp)
     setup = time.perf_counter() - t_setup
@@ -205,6 +228,10 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
     save_at = set(cfg.save_params_at)
     status, t = "running", first
     start = time.perf_counter()
+
+    def clock() -> float:
+        return elapsed0 + time.perf_counter() - start
+
     if progress is not None:
         progress.start(first, cfg.steps)
     try:
@@ -212,19 +239,10 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
             for t in range(first, cfg.steps + 1):
                 ev = evaluate(problem, W, b, with_stats=t in record)
                 finite = is_finite(ev.loss + ev.train_loss)
-                if not finite and t not in record:
+                if not finite and t not in record:  # the failing step always gets a row
                     ev = evaluate(problem, W, b, with_stats=True)
                 if t in record or not finite:
-                    store.append(
-                        step=t,
-                        wall_time=elapsed0 + time.perf_counter() - start,
-                        loss=float(ev.loss),
-                        train_loss=float(ev.train_loss),
-                        class_loss=to_numpy(ev.class_loss),
-                        class_acc=to_numpy(ev.class_acc),
-                        grad_norm=to_numpy(ev.grad_norm),
-                        hess_trace=to_numpy(ev.hess_trace),
-                    )
+                    _write_row(store, t, clock(), ev)
                 if t in save_at:
                     store.save_params(t, {"W": to_numpy(W), "b": to_numpy(b)})
                 if progress is not None:
@@ -234,20 +252,19 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
                     break
                 if t == cfg.steps:
                     status = "completed"
+                    _checkpoint(store, t, clock(), W, b, state)
                     break
                 if stop.signum is not None:
                     status = "interrupted"
-                    _checkpoint(store, t, elapsed0 + time.perf_counter() - start, W, b, state)
+                    _checkpoint(store, t, clock(), W, b, state)
                     break
                 updates, state = direction.update(ev.grads, state)
-                del ev
+                del ev  # drops the gradient before the step (unless it is the update itself)
                 apply_updates_((W, b), updates, cfg.lr)
                 del updates
                 if (t + 1) % cfg.checkpoint_every == 0 and t + 1 < cfg.steps:
-                    _checkpoint(store, t + 1, elapsed0 + time.perf_counter() - start, W, b, state)
-            if status == "completed":
-                _checkpoint(store, t, elapsed0 + time.perf_counter() - start, W, b, state)
-    except BaseException as err:
+                    _checkpoint(store, t + 1, clock(), W, b, state)
+    except BaseException as err:  # a crash or a second Ctrl-C: resume from the last checkpoint
         store.set_attr("error", f"{type(err).__name__}: {err}")
         store.set_status("interrupted")
         raise
@@ -258,7 +275,7 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
     taken = t - first
     seconds = (time.perf_counter() - start) / taken if taken > 0 else float("nan")
     store.set_status(status)
-    return RunResult(status, store, getattr(store, "path", None), t, seconds, setup, resumed_from)
+    return RunResult(status, store, getattr(store, "path", None), t, seconds, setup, None if fresh else first)
 
 
 def _checkpoint(store, step: int, wall_time: float, W, b, state) -> None:
