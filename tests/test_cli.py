@@ -169,3 +169,19 @@ def test_ctrl_c_in_a_real_process_keeps_the_file_and_exits_130(tmp_path):
     assert f"interrupted; continue with: hti linear --resume {out}" in stdout
     data = read_trajectory(out)
     assert data["attrs"]["status"] == "interrupted" and data["step"].size > 3
+
+
+def test_progress_lines_off_a_terminal_come_at_each_tenth():
+    import io
+
+    from hti.cli.progress import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(stream, tty=False)
+    bar.start(0, 100)
+    for step in range(101):
+        bar.update(step, 1.0 / (step + 1))
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("[##....") and lines[-1].startswith("[" + "#" * 24 + "] step 100/100  loss 0.0099")
+    assert all("steps/s" in line for line in lines)

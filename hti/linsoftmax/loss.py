@@ -16,7 +16,7 @@ from hti.backend import Array, get_xp
 
 def logits(X: Array, W: Array, b: Array) -> Array:
     """Z = X W^T + b.  Shapes: X (n, d), W (c, d), b (c,) -> (n, c)."""
-    xp = get_xp(X, W, b)
+    get_xp(X, W, b)  # the same device for all three, or a clear error
     Z = X @ W.T  # (n, c)
     Z += b
     return Z

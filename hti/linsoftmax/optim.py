@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
-from hti.backend import Array, get_xp
+from hti.backend import get_xp
 
 Params = tuple  # tuple of arrays
 State = Any  # a NamedTuple (or tuple of them) of arrays and ints

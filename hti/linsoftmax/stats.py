@@ -98,7 +98,7 @@ def evaluate(problem: Problem, W: Array, b: Array, *, with_stats: bool = True) -
     """
     X, y, counts, sqnorm, coef = problem
     xp = get_xp(X, W, b)
-    n, c = X.shape[0], W.shape[0]
+    n = X.shape[0]
     rows = xp.arange(n)
 
     Z = X @ W.T  # (n, c), GEMM 1
