@@ -5,7 +5,9 @@ One file per run. Root attributes: ``config`` (JSON), ``hti_version``, ``engine`
 (rows written). Each per-step quantity is a dataset created empty with
 ``maxshape=(None, ...)``; a row is written by growing every dataset, filling row
 ``iteration``, incrementing ``iteration`` and flushing, so a run that is killed at any
-point leaves a readable file whose rows are complete up to ``iteration``.
+point leaves a readable file whose rows are complete up to ``iteration``. Other tables
+(e.g. ``curvature``, recorded every few steps) work the same way with their own counter
+attribute ``<table>_iteration``; the attribute ``tables`` lists them as JSON.
 
 Crash safety: the HDF5 metadata cache is set not to evict (write) dirty entries between
 flushes, so the on-disk metadata is the state of the last flush. The resume state
@@ -69,7 +71,7 @@ class HDF5Trajectory:
     def __init__(self, fh, path: Path):
         self._f = fh
         self.path = Path(path)
-        self._spec = json.loads(fh.attrs["rows"])
+        self._tables = _tables_of(fh.attrs)  # table -> (counter attribute, spec)
 
     # -- opening --------------------------------------------------------------------
     @classmethod
@@ -79,10 +81,12 @@ class HDF5Trajectory:
         *,
         attrs: dict[str, Any],
         rows: dict[str, tuple[tuple[int, ...], str]],
+        tables: dict[str, dict[str, tuple[tuple[int, ...], str]]] | None = None,
         static: dict[str, np.ndarray] | None = None,
         force: bool = False,
     ) -> "HDF5Trajectory":
-        """A new file with empty growing datasets ``rows`` (name -> (row shape, dtype))."""
+        """A new file with empty growing datasets: ``rows`` (name -> (row shape, dtype))
+        for the main table, and the same for each extra table in ``tables``."""
         h5py = _h5py()
         path = Path(path)
         if path.exists() and not force:
@@ -96,18 +100,22 @@ class HDF5Trajectory:
         _no_evictions(fh)
         for key, value in attrs.items():
             fh.attrs[key] = value
-        fh.attrs["rows"] = json.dumps({k: [list(s), d] for k, (s, d) in rows.items()})
+        fh.attrs["rows"] = _spec_json(rows)
+        fh.attrs["tables"] = json.dumps({t: json.loads(_spec_json(spec)) for t, spec in (tables or {}).items()})
         fh.attrs["status"] = "running"
         fh.attrs["iteration"] = 0
-        for name, (shape, dtype) in rows.items():
-            shape = tuple(shape)
-            fh.create_dataset(
-                name,
-                shape=(0, *shape),
-                maxshape=(None, *shape),
-                dtype=dtype,
-                chunks=_row_chunk(shape, np.dtype(dtype).itemsize),
-            )
+        for table, spec in (tables or {}).items():
+            fh.attrs[f"{table}_iteration"] = 0
+        for spec in [rows, *(tables or {}).values()]:
+            for name, (shape, dtype) in spec.items():
+                shape = tuple(shape)
+                fh.create_dataset(
+                    name,
+                    shape=(0, *shape),
+                    maxshape=(None, *shape),
+                    dtype=dtype,
+                    chunks=_row_chunk(shape, np.dtype(dtype).itemsize),
+                )
         for name, value in (static or {}).items():
             fh.create_dataset(name, data=value)
         fh.flush()
@@ -129,7 +137,8 @@ class HDF5Trajectory:
             raise StorageError(f"{path} is not an hti trajectory (no rows/iteration attributes)")
         _no_evictions(fh)
         store = cls(fh, path)
-        store.truncate(store.iteration)
+        for table in store._tables:
+            store.truncate(store.length(table), table)
         return store
 
     # -- attributes -----------------------------------------------------------------
@@ -156,26 +165,32 @@ class HDF5Trajectory:
         self._f.flush()
 
     # -- rows -----------------------------------------------------------------------
-    def append(self, **row: Any) -> None:
-        """Write one row (every dataset of ``rows``), then bump ``iteration`` and flush."""
-        _check_row(self._spec, row)
-        i = self.iteration
+    def length(self, table: str = "main") -> int:
+        """Rows written to ``table``."""
+        return int(self._f.attrs[self._tables[table][0]])
+
+    def append(self, table: str = "main", /, **row: Any) -> None:
+        """Write one row (every dataset of the table), then bump its counter and flush."""
+        counter, spec = self._tables[table]
+        _check_row(spec, row)
+        i = int(self._f.attrs[counter])
         for name, value in row.items():
             ds = self._f[name]
             ds.resize(i + 1, axis=0)
             ds[i] = value
-        self._f.attrs["iteration"] = i + 1
+        self._f.attrs[counter] = i + 1
         self._f.flush()
 
-    def truncate(self, n_rows: int) -> None:
-        """Keep the first ``n_rows`` rows."""
-        for name in self._spec:
+    def truncate(self, n_rows: int, table: str = "main") -> None:
+        """Keep the first ``n_rows`` rows of ``table``."""
+        counter, spec = self._tables[table]
+        for name in spec:
             self._f[name].resize(n_rows, axis=0)
-        self._f.attrs["iteration"] = n_rows
+        self._f.attrs[counter] = n_rows
         self._f.flush()
 
     def column(self, name: str) -> np.ndarray:
-        return self._f[name][: self.iteration]
+        return self._f[name][: self.length(_table_of(self._tables, name))]
 
     # -- saved parameters -----------------------------------------------------------
     def save_params(self, step: int, arrays: dict[str, np.ndarray]) -> None:
@@ -273,10 +288,20 @@ class HDF5Trajectory:
 class MemoryTrajectory:
     """The in-memory twin of :class:`HDF5Trajectory` (tests, notebooks)."""
 
-    def __init__(self, *, attrs: dict[str, Any], rows: dict[str, tuple[tuple[int, ...], str]], static: dict[str, np.ndarray] | None = None):
+    def __init__(
+        self,
+        *,
+        attrs: dict[str, Any],
+        rows: dict[str, tuple[tuple[int, ...], str]],
+        tables: dict[str, dict[str, tuple[tuple[int, ...], str]]] | None = None,
+        static: dict[str, np.ndarray] | None = None,
+    ):
         self._attrs = dict(attrs, status="running", iteration=0)
-        self._spec = {k: (tuple(s), d) for k, (s, d) in rows.items()}
-        self._rows: dict[str, list] = {k: [] for k in rows}
+        self._tables = {"main": ("iteration", {k: (tuple(s), d) for k, (s, d) in rows.items()})}
+        for table, spec in (tables or {}).items():
+            self._attrs[f"{table}_iteration"] = 0
+            self._tables[table] = (f"{table}_iteration", {k: (tuple(s), d) for k, (s, d) in spec.items()})
+        self._rows: dict[str, list] = {k: [] for _, spec in self._tables.values() for k in spec}
         self.static = dict(static or {})
         self.params: dict[str, list] = {}
         self._checkpoint = None
@@ -302,20 +327,25 @@ class MemoryTrajectory:
     def set_attr(self, key: str, value: Any) -> None:
         self._attrs[key] = value
 
-    def append(self, **row: Any) -> None:
-        _check_row(self._spec, row)
-        for name, value in row.items():
-            shape, dtype = self._spec[name]
-            self._rows[name].append(np.asarray(value, dtype=dtype).reshape(shape))
-        self._attrs["iteration"] += 1
+    def length(self, table: str = "main") -> int:
+        return self._attrs[self._tables[table][0]]
 
-    def truncate(self, n_rows: int) -> None:
-        for name in self._rows:
+    def append(self, table: str = "main", /, **row: Any) -> None:
+        counter, spec = self._tables[table]
+        _check_row(spec, row)
+        for name, value in row.items():
+            shape, dtype = spec[name]
+            self._rows[name].append(np.asarray(value, dtype=dtype).reshape(shape))
+        self._attrs[counter] += 1
+
+    def truncate(self, n_rows: int, table: str = "main") -> None:
+        counter, spec = self._tables[table]
+        for name in spec:
             del self._rows[name][n_rows:]
-        self._attrs["iteration"] = n_rows
+        self._attrs[counter] = n_rows
 
     def column(self, name: str) -> np.ndarray:
-        shape, dtype = self._spec[name]
+        shape, dtype = self._tables[_table_of(self._tables, name)][1][name]
         return np.array(self._rows[name], dtype=dtype).reshape(-1, *shape)
 
     def save_params(self, step: int, arrays: dict[str, np.ndarray]) -> None:
@@ -346,6 +376,66 @@ class MemoryTrajectory:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def write_group(path: str | os.PathLike, name: str, arrays: dict[str, Any], attrs: dict[str, Any] | None = None) -> None:
+    """Replace group ``name`` of an existing file by ``arrays`` (and ``attrs``)."""
+    h5py = _h5py()
+    try:
+        fh = h5py.File(path, "r+")
+    except OSError as err:
+        raise StorageError(f"cannot open {path} for writing (is a run still writing it?): {err}") from None
+    with fh:
+        if name in fh:
+            del fh[name]
+        grp = fh.create_group(name)
+        for key, value in arrays.items():
+            grp.create_dataset(key, data=value)
+        for key, value in (attrs or {}).items():
+            grp.attrs[key] = value
+
+
+def write_arrays(
+    path: str | os.PathLike, arrays: dict[str, Any], attrs: dict[str, Any], *, force: bool = False
+) -> None:
+    """A new HDF5 file holding ``arrays`` and root ``attrs`` (refuses to overwrite)."""
+    h5py = _h5py()
+    path = Path(path)
+    if path.exists() and not force:
+        raise StorageError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as fh:
+        for key, value in arrays.items():
+            fh.create_dataset(key, data=value)
+        for key, value in attrs.items():
+            fh.attrs[key] = value
+
+
+def _read_group(group, h5py) -> dict[str, Any]:
+    """A group as a nested dict of arrays, with its attributes under ``"attrs"``."""
+    out: dict[str, Any] = {k: _read_group(v, h5py) if isinstance(v, h5py.Group) else v[()] for k, v in group.items()}
+    if group.attrs:
+        out["attrs"] = {k: _attr(v) for k, v in group.attrs.items()}
+    return out
+
+
+def _spec_json(spec: dict) -> str:
+    return json.dumps({k: [list(shape), dtype] for k, (shape, dtype) in spec.items()})
+
+
+def _tables_of(attrs) -> dict[str, tuple[str, dict]]:
+    """table -> (counter attribute, spec) from a file's ``rows`` and ``tables`` attributes."""
+    out = {"main": ("iteration", json.loads(_attr(attrs["rows"])))}
+    for table, spec in json.loads(_attr(attrs.get("tables", "{}"))).items():
+        out[table] = (f"{table}_iteration", spec)
+    return out
+
+
+def _table_of(tables: dict, name: str) -> str:
+    for table, (_, spec) in tables.items():
+        if name in spec:
+            return table
+    raise KeyError(f"{name!r} is not a per-step dataset; tables hold {sorted(k for _, s in tables.values() for k in s)}")
 
 
 def _attr(value: Any) -> Any:
@@ -384,17 +474,20 @@ def read_trajectory(
         attrs = {k: _attr(v) for k, v in fh.attrs.items()}
         if "rows" not in attrs:
             raise StorageError(f"{path} is not an hti trajectory (no rows attribute)")
-        rows = json.loads(attrs.pop("rows"))
+        lengths = {
+            name: int(attrs.get(counter, 0)) for counter, spec in _tables_of(fh.attrs).values() for name in spec
+        }
+        attrs.pop("rows")
+        attrs.pop("tables", None)
         if "config" in attrs:
             attrs["config"] = json.loads(attrs["config"])
-        n = int(attrs.get("iteration", 0))
         out: dict[str, Any] = {"attrs": attrs}
         wanted = None if names is None else set(names)
         for name, item in fh.items():
             if name == "checkpoint" or (wanted is not None and name not in wanted):
                 continue
             if isinstance(item, h5py.Group):
-                out[name] = {k: v[()] for k, v in item.items()}
+                out[name] = _read_group(item, h5py)
             else:
-                out[name] = item[:n] if name in rows else item[()]
+                out[name] = item[: lengths[name]] if name in lengths else item[()]
     return out

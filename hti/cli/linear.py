@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from hti.cli.errors import InputError, reports_bad_input
-from hti.cli.params import StepList, StepSize
+from hti.cli.params import StepList, StepSize, TrackList
 from hti.config import format_lr
 from hti.linsoftmax.data import DTYPES, INPUTS
 from hti.linsoftmax.optim import OPTIMIZERS
@@ -57,6 +57,16 @@ _LR_HELP = ", ".join(
 @click.option("--save-data", is_flag=True, help="Also store X and y under data/.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True,
               help="Save the resume state (W, b, optimizer state) every K steps.")
+@click.option("--track", type=TrackList(), default="", metavar="LIST",
+              help="Curvature to record in the 'curvature' table, any of eig,top,coupling: eig = top "
+                   "--eig-k eigenvalues of every class block H_kk (batched Lanczos; a few to ~35 "
+                   "steps' worth of GEMMs each time, plus X X^T once), top = top --eig-k eigenvalues "
+                   "of the full Hessian (eigsh, ~20-60 steps' worth), coupling = ||H_kk||_F and the "
+                   "off-diagonal block mass (~4 steps' worth, float64). Off by default.")
+@click.option("--curvature-every", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Curvature rows at step 0, every K steps and at the last step.")
+@click.option("--eig-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="How many top eigenvalues --track eig and top record.")
 @click.option("--beta", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
               help="Momentum coefficient (Adam's beta1) when --momentum.")
 @click.option("--beta2", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True,

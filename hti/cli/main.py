@@ -22,5 +22,8 @@ def cli() -> None:
 
 
 from hti.cli.linear import linear  # noqa: E402 (subcommands import no heavy modules)
+from hti.cli.scaling import scaling  # noqa: E402
+from hti.cli.spectrum import spectrum  # noqa: E402
 
-cli.add_command(linear)
+for command in (linear, spectrum, scaling):
+    cli.add_command(command)

@@ -48,3 +48,24 @@ class StepList(click.ParamType):
         if any(s < 0 for s in steps):
             self.fail(f"steps must be >= 0; got {sorted(s for s in steps if s < 0)}", param, ctx)
         return tuple(sorted(steps))
+
+
+class TrackList(click.ParamType):
+    """Comma-separated curvature quantities to track: eig, top, coupling.
+
+    >>> TrackList().convert("coupling,eig", None, None)
+    ('eig', 'coupling')
+    """
+
+    name = "LIST"
+
+    def convert(self, value, param, ctx):
+        from hti.linsoftmax.curvature import TRACKABLE  # noqa: PLC0415
+
+        if isinstance(value, tuple):
+            return value
+        items = [s.strip() for s in str(value).split(",") if s.strip()]
+        bad = [s for s in items if s not in TRACKABLE]
+        if bad:
+            self.fail(f"expected a comma-separated subset of {','.join(TRACKABLE)}; got {','.join(bad)}", param, ctx)
+        return tuple(t for t in TRACKABLE if t in items)

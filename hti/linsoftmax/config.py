@@ -16,6 +16,7 @@ from typing import Any
 
 from hti.backend import DEVICES
 from hti.config import ConfigError, check_choice, check_float, check_int, parse_lr
+from hti.linsoftmax.curvature import TRACKABLE
 from hti.linsoftmax.data import DTYPES, INPUTS, M_RANGE, dataset_shape
 from hti.linsoftmax.optim import OPTIMIZERS
 from hti.linsoftmax.params import INITS
@@ -52,6 +53,9 @@ class LinearConfig:
     beta: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    track: tuple[str, ...] = ()
+    curvature_every: int = 10
+    eig_k: int = 1
     lr_default: bool = field(default=False, init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +109,12 @@ class LinearConfig:
         object.__setattr__(self, "save_params_at", tuple(sorted(set(save_at))))
         if not isinstance(self.save_data, bool):
             raise ConfigError(f"save_data must be true or false; got {self.save_data!r}")
+        track = tuple(self.track)
+        for name in track:
+            check_choice("track entry", name, TRACKABLE)
+        object.__setattr__(self, "track", tuple(t for t in TRACKABLE if t in track))  # canonical order
+        check_int("curvature_every", self.curvature_every, 1)
+        check_int("eig_k", self.eig_k, 1, min(n, d))
         check_float("beta", self.beta, 0.0, 1.0)
         check_float("beta2", self.beta2, 0.0, 1.0)
         check_float("eps", self.eps, 0.0, 1.0, hi_open=False)
@@ -122,15 +132,17 @@ class LinearConfig:
 
     def record_steps(self) -> list[int]:
         """Steps with a trajectory row: 0, every record_every, and always the last."""
-        steps = list(range(0, self.steps + 1, self.record_every))
-        if steps[-1] != self.steps:
-            steps.append(self.steps)
-        return steps
+        return _every(self.steps, self.record_every)
+
+    def curvature_steps(self) -> list[int]:
+        """Steps with a curvature row (when tracking): 0, every curvature_every, the last."""
+        return _every(self.steps, self.curvature_every) if self.track else []
 
     # -- serialization and identity -------------------------------------------------
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["save_params_at"] = list(self.save_params_at)
+        out["track"] = list(self.track)
         return out
 
     def to_json(self) -> str:
@@ -145,6 +157,7 @@ class LinearConfig:
         data = dict(data)
         lr_default = bool(data.pop("lr_default", False))
         data["save_params_at"] = tuple(data.get("save_params_at", ()))
+        data["track"] = tuple(data.get("track", ()))
         cfg = cls(**data)
         object.__setattr__(cfg, "lr_default", lr_default)
         return cfg
@@ -163,3 +176,10 @@ class LinearConfig:
         key.pop("lr_default")
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         return f"linear-m{self.m}-{self.optim}{'+m' if self.momentum else '-m'}-{digest}"
+
+
+def _every(last: int, every: int) -> list[int]:
+    steps = list(range(0, last + 1, every))
+    if steps[-1] != last:
+        steps.append(last)
+    return steps

@@ -39,6 +39,10 @@ def estimate(cfg: LinearConfig) -> dict[str, int]:
         "logits or update workspace": max(n * c * s, (k + 1) * P * s),
         "per-sample vectors": 8 * n * 8,
     }
+    if {"eig", "coupling"} & set(cfg.track):  # K = X X^T, kept for the whole run
+        parts["Gram matrix K"] = n * n * s
+    if cfg.track:  # probabilities, Lanczos basis (capped), float64 row blocks and (n, c) arrays
+        parts["curvature workspace"] = n * c * s + min(1 << 30, 65 * cfg.eig_k * n * c * s) + (1 << 28) + 4 * n * c * 8
     train = sum(parts.values())
     if cfg.inputs == "orthogonal":  # host float64 Gaussian + Q, then X
         parts["orthogonal-input generation"] = max(0, 2 * d * n * 8 + n * d * s - train)

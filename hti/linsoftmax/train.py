@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +31,9 @@ from hti import __version__
 from hti.backend import synchronize, to_device, to_numpy, xp_by_name
 from hti.config import ConfigError
 from hti.linsoftmax.config import LinearConfig
+from hti.linsoftmax.curvature import curvature, gram, log_correlation
 from hti.linsoftmax.data import class_counts, heavy_tailed_data
+from hti.linsoftmax.loss import logits, softmax
 from hti.linsoftmax.memory import check_memory
 from hti.linsoftmax.optim import OPTIMIZERS, apply_updates_, tree_leaves, tree_unflatten
 from hti.linsoftmax.params import init_params
@@ -75,7 +78,20 @@ def row_spec(c: int) -> dict[str, tuple[tuple[int, ...], str]]:
         "class_acc": per_class,
         "grad_norm": per_class,
         "hess_trace": per_class,
+        "grad_hess_corr": scalar,
     }
+
+
+def curvature_spec(c: int, k: int, track) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The datasets of the ``curvature`` table for the tracked quantities."""
+    spec = {"curvature_step": ((), "i8")}
+    if "eig" in track:
+        spec.update(hess_eig=((c, k), "f8"), eig_iterations=((c,), "i8"), grad_eig_corr=((), "f8"))
+    if "top" in track:
+        spec["hess_top"] = ((k,), "f8")
+    if "coupling" in track:
+        spec.update(hess_diag_frob=((c,), "f8"), hess_offdiag_frob=((c,), "f8"))
+    return spec
 
 
 def default_path(cfg: LinearConfig) -> Path:
@@ -96,10 +112,11 @@ def create_store(cfg: LinearConfig, out: str | os.PathLike | None, *, force: boo
         "d": d,
     }
     static = {"class_counts": class_counts(cfg.m)}
+    tables = {"curvature": curvature_spec(c, cfg.eig_k, cfg.track)} if cfg.track else None
     if memory:
-        return MemoryTrajectory(attrs=attrs, rows=row_spec(c), static=static)
+        return MemoryTrajectory(attrs=attrs, rows=row_spec(c), tables=tables, static=static)
     path = default_path(cfg) if out is None else Path(out)
-    return HDF5Trajectory.create(path, attrs=attrs, rows=row_spec(c), static=static, force=force)
+    return HDF5Trajectory.create(path, attrs=attrs, rows=row_spec(c), tables=tables, static=static, force=force)
 
 
 def run(
@@ -200,11 +217,14 @@ def _setup(cfg: LinearConfig, store, xp, fresh: bool):
         state = tree_unflatten(direction.init((W, b)), leaves)
     if not fresh:
         store.truncate(int(np.searchsorted(store.column("step"), first)))
+        if cfg.track:
+            store.truncate(int(np.searchsorted(store.column("curvature_step"), first)), "curvature")
         store.drop_params_from(first)
     return problem, direction, W, b, state, first, elapsed
 
 
 def _write_row(store, step: int, wall_time: float, ev) -> None:
+    grad_norm, hess_trace = to_numpy(ev.grad_norm), to_numpy(ev.hess_trace)
     store.append(
         step=step,
         wall_time=wall_time,
@@ -212,19 +232,44 @@ def _write_row(store, step: int, wall_time: float, ev) -> None:
         train_loss=float(ev.train_loss),
         class_loss=to_numpy(ev.class_loss),
         class_acc=to_numpy(ev.class_acc),
-        grad_norm=to_numpy(ev.grad_norm),
-        hess_trace=to_numpy(ev.hess_trace),
+        grad_norm=grad_norm,
+        hess_trace=hess_trace,
+        grad_hess_corr=log_correlation(grad_norm, hess_trace),
     )
+
+
+def _write_curvature(store, cfg: LinearConfig, step: int, problem, W, b, K, grad_norm) -> None:
+    """One row of the ``curvature`` table at (W, b); the unweighted loss's Hessian."""
+    P = softmax(logits(problem.X, W, b))  # (n, c)
+    cur = curvature(problem.X, P, cfg.track, k=cfg.eig_k, K=K)
+    del P
+    row = {"curvature_step": step}
+    if "eig" in cfg.track:
+        row.update(hess_eig=cur.hess_eig, eig_iterations=cur.eig_iterations,
+                   grad_eig_corr=log_correlation(grad_norm, cur.hess_eig[:, 0]))  # fmt: skip
+        if not cur.eig_converged.all():
+            warnings.warn(
+                f"step {step}: the top block eigenvalues of {int((~cur.eig_converged).sum())} classes did "
+                f"not reach the tolerance within {int(cur.eig_iterations.max())} Lanczos steps",
+                RuntimeWarning, stacklevel=2,
+            )  # fmt: skip
+    if "top" in cfg.track:
+        row["hess_top"] = cur.hess_top
+    if "coupling" in cfg.track:
+        row.update(hess_diag_frob=cur.hess_diag_frob, hess_offdiag_frob=cur.hess_offdiag_frob)
+    store.append("curvature", **row)
 
 
 def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bool) -> RunResult:
     t_setup = time.perf_counter()
     problem, direction, W, b, state, first, elapsed0 = _setup(cfg, store, xp, fresh)
+    K = gram(problem.X) if {"eig", "coupling"} & set(cfg.track) else None  # constant: once per run
     store.set_status("running")
     synchronize(xp)
     setup = time.perf_counter() - t_setup
 
     record = set(cfg.record_steps())
+    curvature_at = set(cfg.curvature_steps())
     save_at = set(cfg.save_params_at)
     status, t = "running", first
     start = time.perf_counter()
@@ -237,12 +282,14 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
     try:
         with _StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):  # NaN/inf are handled
             for t in range(first, cfg.steps + 1):
-                ev = evaluate(problem, W, b, with_stats=t in record)
+                ev = evaluate(problem, W, b, with_stats=t in record or t in curvature_at)
                 finite = is_finite(ev.loss + ev.train_loss)
-                if not finite and t not in record:  # the failing step always gets a row
+                if not finite and ev.class_loss is None:  # the failing step always gets a row
                     ev = evaluate(problem, W, b, with_stats=True)
                 if t in record or not finite:
                     _write_row(store, t, clock(), ev)
+                if t in curvature_at and finite:
+                    _write_curvature(store, cfg, t, problem, W, b, K, ev.grad_norm)
                 if t in save_at:
                     store.save_params(t, {"W": to_numpy(W), "b": to_numpy(b)})
                 if progress is not None:
