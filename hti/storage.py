@@ -104,7 +104,7 @@ class HDF5Trajectory:
         fh.attrs["tables"] = json.dumps({t: json.loads(_spec_json(spec)) for t, spec in (tables or {}).items()})
         fh.attrs["status"] = "running"
         fh.attrs["iteration"] = 0
-        for table, spec in (tables or {}).items():
+        for table in tables or {}:
             fh.attrs[f"{table}_iteration"] = 0
         for spec in [rows, *(tables or {}).values()]:
             for name, (shape, dtype) in spec.items():

@@ -89,7 +89,7 @@ def scaling_slopes(X: Array, P: Array, class_counts: Array, *, K: Array | None =
 
     Shapes: X (n, d), P (n, c), class_counts (c,).
     """
-    xp = get_xp(X, P)
+    get_xp(X, P)  # the same device for both, or a clear error
     P = P.astype(X.dtype, copy=False)
     counts = to_numpy(class_counts).astype(np.float64)
     pi = counts / counts.sum()
