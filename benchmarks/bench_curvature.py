@@ -68,8 +68,8 @@ def reference(X, w, classes):
 
 
 def bench(m, inputs, args):
-    data = heavy_tailed_data(m, inputs="gaussian" if inputs == "N(0,1)" else inputs,
-                             input_mean=0.0 if inputs == "N(0,1)" else None, dtype="float32")  # fmt: skip
+    data = heavy_tailed_data(m, inputs="gaussian" if inputs == "N01" else inputs,
+                             input_mean=0.0 if inputs == "N01" else None, dtype="float32")  # fmt: skip
     X = data.X
     n, d = X.shape
     c = data.class_counts.size
@@ -132,7 +132,7 @@ def peak(m):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ms", default="8,9")
-    ap.add_argument("--inputs", default="uniform,N(0,1)")
+    ap.add_argument("--inputs", default="uniform,N01", help="comma-separated: uniform, N01 (N(0,1)), orthogonal")
     ap.add_argument("--subset", type=int, default=16, help="classes timed in the eigsh loop")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True)

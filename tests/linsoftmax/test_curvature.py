@@ -502,3 +502,27 @@ def test_orthogonal_inputs_top_eigenvalue_is_frequency_free(xp, m, p):
                 # the same sums in the same order up to the class index: ~c eps
                 np.testing.assert_allclose(trace[a], trace[b], rtol=1e-13)
     assert trace[0] / trace[-1] > 3  # the spread is substantial, not roundoff
+
+
+def test_no_stop_on_the_second_eigenvalue_when_the_top_two_are_close():
+    """Regression: m = 8, N(0,1) inputs, a sharpened initial state. The blocks of classes
+    75 and 85 have lambda_1, lambda_2 only 1.5% and 0.1% apart; a Kato-Temple stopping
+    estimate (gap taken from the next Ritz value) stopped on lambda_2 there. The residual
+    rule must find lambda_1 within the float32 promise (1e-4, relative)."""
+    import scipy.sparse.linalg as spla
+
+    from hti.linsoftmax.data import heavy_tailed_data
+    from hti.linsoftmax.params import init_params
+
+    data = heavy_tailed_data(8, inputs="gaussian", input_mean=0.0, dtype="float32")
+    X, n = data.X, data.X.shape[0]
+    W, b = init_params(255, X.shape[1], seed=2)
+    P = softmax(logits(X, W * 5, b * 5))
+    res = block_top_eigenvalues(X, P, 1, K=gram(X))
+    assert res.converged.all()
+    K64, w = (X.astype(np.float64) @ X.T.astype(np.float64)), (P * (1 - P) / n).astype(np.float64)
+    for k in (75, 85):
+        s = np.sqrt(w[:, k])
+        op = spla.LinearOperator((n, n), matvec=lambda v, s=s: s * (K64 @ (s * v)), dtype=np.float64)
+        top = spla.eigsh(op, k=2, which="LA", tol=0, v0=np.ones(n), return_eigenvectors=False).max()
+        assert abs(res.values[k, 0] / top - 1) <= 1e-4, k
