@@ -58,11 +58,13 @@ _LR_HELP = ", ".join(
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True,
               help="Save the resume state (W, b, optimizer state) every K steps.")
 @click.option("--track", type=TrackList(), default="", metavar="LIST",
-              help="Curvature to record in the 'curvature' table, any of eig,top,coupling: eig = top "
-                   "--eig-k eigenvalues of every class block H_kk (batched Lanczos; a few to ~35 "
-                   "steps' worth of GEMMs each time, plus X X^T once), top = top --eig-k eigenvalues "
-                   "of the full Hessian (eigsh, ~20-60 steps' worth), coupling = ||H_kk||_F and the "
-                   "off-diagonal block mass (~4 steps' worth, float64). Off by default.")
+              help="Curvature to record in the 'curvature' table, any of eig,top,coupling. Each "
+                   "row costs: eig = top --eig-k eigenvalues of every class block H_kk (batched "
+                   "Lanczos: ~1-2 training steps' worth for correlated inputs, ~10-20 for flat "
+                   "spectra such as N(0,1), plus X X^T once per run); top = top --eig-k "
+                   "eigenvalues of the full Hessian (eigsh: ~20-60 steps' worth); coupling = "
+                   "||H_kk||_F and the off-diagonal block mass (~4-6 steps' worth, float64). "
+                   "Off by default.")
 @click.option("--curvature-every", type=click.IntRange(min=1), default=10, show_default=True,
               help="Curvature rows at step 0, every K steps and at the last step.")
 @click.option("--eig-k", type=click.IntRange(min=1), default=1, show_default=True,
