@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 
-
 def _backends():
     yield pytest.param("numpy", id="numpy")
     yield pytest.param("cupy", id="cupy", marks=pytest.mark.gpu)

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hti.backend import Array, get_xp, linear_operator, sparse_linalg, to_device, to_numpy
-from hti.linsoftmax.hessian import _weights, hessian_block_traces, hessian_matvec
+from hti.linsoftmax.hessian import hessian_block_traces, hessian_matvec, sample_weights
 from hti.linsoftmax.lanczos import LanczosResult, top_eigenvalues
 
 _BLOCK_BYTES = 1 << 28  # row blocks of the (n, n) float64 temporaries: 256 MiB each at most
@@ -49,12 +49,12 @@ def gram(X: Array) -> Array:
     return X @ X.T
 
 
-def _block_weights_all(P: Array, coef: Array | None) -> Array:
+def block_weights(P: Array, coef: Array | None) -> Array:
     """w_ik = s_i p_ik (1 - p_ik), (n, c): the diagonal of D_k for every class."""
-    return _weights(P, coef)[:, None] * (P - P * P)
+    return sample_weights(P, coef)[:, None] * (P - P * P)
 
 
-def _kernel_matvec(sqrt_w: Array, *, K: Array | None = None, X: Array | None = None):
+def kernel_matvec(sqrt_w: Array, *, K: Array | None = None, X: Array | None = None):
     """(V (b, r, n), members) -> D^(1/2) K D^(1/2) V for the members' classes.
 
     One GEMM with K (n x n) when given, else two with X (K is never formed).
@@ -74,7 +74,7 @@ def _kernel_matvec(sqrt_w: Array, *, K: Array | None = None, X: Array | None = N
     return matvec
 
 
-def _input_matvec(X: Array, w: Array):
+def input_matvec(X: Array, w: Array):
     """(V (b, r, d), members) -> X^T D X V for the members' classes (two GEMMs)."""
     xp = get_xp(X)
     rows = xp.ascontiguousarray(w.T)  # (c, n)
@@ -128,11 +128,11 @@ def block_top_eigenvalues(
         raise ValueError(f"classes must be in [0, {c}); got classes in [{classes.min()}, {classes.max()}]")
     if K is not None and K.shape != (n, n):
         raise ValueError(f"K must be X X^T, shape ({n}, {n}); got {K.shape}")
-    w = _block_weights_all(P, coef)  # (n, c)
+    w = block_weights(P, coef)  # (n, c)
     traces = to_numpy(hessian_block_traces(X, P, coef)).astype(np.float64)  # (c,)
     kernel = K is not None
     dim = n if kernel else d
-    matvec = _kernel_matvec(xp.sqrt(w), K=K) if kernel else _input_matvec(X, w)
+    matvec = kernel_matvec(xp.sqrt(w), K=K) if kernel else input_matvec(X, w)
     noise = np.random.default_rng(seed).standard_normal(dim)
     per_class = (min(max_steps, 64) + 1) * k * dim * X.dtype.itemsize
     batch = max(1, int(memory_budget // per_class))
@@ -175,7 +175,7 @@ def block_frobenius_norms(
     n = X.shape[0]
     c = P.shape[1]
     P64 = P.astype(xp.float64)
-    s = _weights(P64, None if coef is None else coef.astype(xp.float64))[:, None]  # (n, 1)
+    s = sample_weights(P64, None if coef is None else coef.astype(xp.float64))[:, None]  # (n, 1)
     Bm = s * P64  # (n, c)
     AC = xp.concatenate([Bm * (1 - P64), Bm * P64], axis=1)  # (n, 2c): [A | C]
     diag = xp.zeros(c)

@@ -27,7 +27,7 @@ from hti.backend import Array, get_xp
 _CHUNK_ELEMENTS = 1 << 20  # row chunks of the (n, c) temporaries hold about 2^20 entries
 
 
-def _weights(P: Array, coef: Array | None) -> Array:
+def sample_weights(P: Array, coef: Array | None) -> Array:
     """s_i as an (n,) array in P's dtype."""
     xp = get_xp(P)
     n = P.shape[0]
@@ -49,7 +49,7 @@ def hessian_block_traces(
     n, c = P.shape
     if sqnorm is None:
         sqnorm = xp.einsum("ij,ij->i", X, X)  # (n,)
-    w = _weights(P, coef) * sqnorm.astype(P.dtype, copy=False)  # (n,)
+    w = sample_weights(P, coef) * sqnorm.astype(P.dtype, copy=False)  # (n,)
     out = xp.zeros(c, dtype=P.dtype)
     rows = max(1, _CHUNK_ELEMENTS // c)
     for start in range(0, n, rows):
@@ -72,7 +72,7 @@ def hvp(
     R += vb
     R *= P
     R -= P * xp.sum(R, axis=1, keepdims=True)
-    R *= _weights(P, coef)[:, None]
+    R *= sample_weights(P, coef)[:, None]
     return R.T @ X, xp.sum(R, axis=0)
 
 
@@ -115,7 +115,7 @@ def _block_weights(P: Array, k: int, k2: int, coef: Array | None) -> Array:
     a = -P[:, k] * P[:, k2]
     if k == k2:
         a += P[:, k]
-    return a * _weights(P, coef)
+    return a * sample_weights(P, coef)
 
 
 def hessian_block(
@@ -135,7 +135,7 @@ def dense_hessian(X: Array, P: Array, coef: Array | None = None) -> Array:
     xp = get_xp(X, P)
     n, d = X.shape
     c = P.shape[1]
-    s = _weights(P, coef)  # (n,)
+    s = sample_weights(P, coef)  # (n,)
     A = -P[:, :, None] * P[:, None, :]  # (n, c, c)
     A[:, xp.arange(c), xp.arange(c)] += P
     Xa = xp.concatenate([X, xp.ones((n, 1), dtype=X.dtype)], axis=1)  # (n, d+1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from hti.backend import Array, get_xp, linear_operator, sparse_linalg, to_device, to_numpy
-from hti.linsoftmax.curvature import _block_weights_all, _input_matvec, _kernel_matvec
+from hti.linsoftmax.curvature import block_weights, input_matvec, kernel_matvec
 from hti.linsoftmax.lanczos import BlockLanczos
 
 
@@ -31,7 +31,7 @@ def _forms(X: Array, P: Array, K: Array | None, coef: Array | None):
     """(dim, batched matvec, dense builder) of the smaller form of every class block."""
     xp = get_xp(X, P)
     n, d = X.shape
-    w = _block_weights_all(P, coef)  # (n, c)
+    w = block_weights(P, coef)  # (n, c)
     if n <= d:
         K = X @ X.T if K is None else K
         sq = xp.sqrt(w)
@@ -39,12 +39,12 @@ def _forms(X: Array, P: Array, K: Array | None, coef: Array | None):
         def dense(k):
             return sq[:, k, None] * K * sq[None, :, k]  # (n, n)
 
-        return n, _kernel_matvec(sq, K=K), dense
+        return n, kernel_matvec(sq, K=K), dense
 
     def dense(k):
         return (X * w[:, k, None]).T @ X  # (d, d)
 
-    return d, _input_matvec(X, w), dense
+    return d, input_matvec(X, w), dense
 
 
 def _check_classes(classes, c: int) -> np.ndarray:

@@ -18,7 +18,6 @@ import pytest
 from helpers import tiny_problem
 
 from hti.backend import to_numpy
-from hti.linsoftmax.lanczos import DENSE_DIM
 from hti.linsoftmax.curvature import (
     TRACKABLE,
     Curvature,
@@ -30,6 +29,7 @@ from hti.linsoftmax.curvature import (
     log_correlation,
 )
 from hti.linsoftmax.hessian import dense_hessian, hessian_block, hessian_block_traces
+from hti.linsoftmax.lanczos import DENSE_DIM
 from hti.linsoftmax.loss import logits, sample_coefficients, softmax
 from hti.linsoftmax.scaling import good_prediction_probabilities
 from hti.linsoftmax.stats import class_weights

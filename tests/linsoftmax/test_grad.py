@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers import tiny_problem
+
 from hti.backend import to_numpy
 from hti.linsoftmax.grad import class_gradient_norms, gradient, residual_, row_norms
 from hti.linsoftmax.loss import logits, loss, sample_coefficients, softmax

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers import tiny_problem
+
 from hti.backend import linear_operator, sparse_linalg, to_numpy
 from hti.linsoftmax.hessian import (
     block_matvec,

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import scipy.special
-
 from helpers import tiny_problem
+
 from hti.backend import to_numpy
 from hti.linsoftmax.loss import (
     class_accuracies,

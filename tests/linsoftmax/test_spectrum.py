@@ -218,7 +218,7 @@ def test_slq_mean_trace_hutchinson(xp):
 
 def test_slq_input_form_when_n_larger_than_d(xp):
     X, P, _coef, blocks = problem(xp, "n>d", "uniform")
-    nodes, _weights = slq_nodes(X, P, [0, 3], probes=3, steps=50)
+    nodes, sample_weights = slq_nodes(X, P, [0, 3], probes=3, steps=50)
     assert nodes.shape == (2, 3, 20)  # steps capped at dim = d = 20
     spec = np.linalg.eigvalsh(blocks[[0, 3]])
     for ci in range(2):
