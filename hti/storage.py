@@ -256,21 +256,7 @@ class HDF5Trajectory:
 
     def load_checkpoint(self) -> tuple[int, float, list[Any]] | None:
         """(step, wall_time, leaves) of the newest valid slot, or None."""
-        if "checkpoint" not in self._f:
-            return None
-        best = None
-        for s in _SLOTS:
-            g = self._f["checkpoint"].get(s)
-            if g is not None and int(g.attrs.get("step", -1)) >= 0:
-                if best is None or int(g.attrs["step"]) > int(best.attrs["step"]):
-                    best = g
-        if best is None:
-            return None
-        leaves = []
-        for i in range(int(best.attrs["n_leaves"])):
-            ds = best[f"leaf{i:03d}"]
-            leaves.append(int(ds[()]) if bool(ds.attrs["int"]) else ds[()])
-        return int(best.attrs["step"]), float(best.attrs["wall_time"]), leaves
+        return _newest_checkpoint(self._f)
 
     # -- life cycle -----------------------------------------------------------------
     def close(self) -> None:
@@ -376,6 +362,35 @@ class MemoryTrajectory:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def _newest_checkpoint(fh) -> tuple[int, float, list[Any]] | None:
+    if "checkpoint" not in fh:
+        return None
+    best = None
+    for s in _SLOTS:
+        g = fh["checkpoint"].get(s)
+        if g is not None and int(g.attrs.get("step", -1)) >= 0:
+            if best is None or int(g.attrs["step"]) > int(best.attrs["step"]):
+                best = g
+    if best is None:
+        return None
+    leaves = []
+    for i in range(int(best.attrs["n_leaves"])):
+        ds = best[f"leaf{i:03d}"]
+        leaves.append(int(ds[()]) if bool(ds.attrs["int"]) else ds[()])
+    return int(best.attrs["step"]), float(best.attrs["wall_time"]), leaves
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[int, float, list[Any]] | None:
+    """The newest checkpoint of a trajectory file, read-only: (step, wall_time, leaves)."""
+    h5py = _h5py()
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as err:
+        raise StorageError(f"cannot read {path} as HDF5: {err}") from None
+    with fh:
+        return _newest_checkpoint(fh)
 
 
 def write_group(path: str | os.PathLike, name: str, arrays: dict[str, Any], attrs: dict[str, Any] | None = None) -> None:

@@ -59,7 +59,8 @@ def construction_groups(m: int) -> list[np.ndarray]:
 def group_loss(class_loss, class_counts, groups: list[np.ndarray]) -> np.ndarray:
     """Sample-weighted mean loss of each group: sum_k n_k l_k / sum_k n_k over the group.
 
-    The sample-weighted mean of the group losses is the overall loss.
+    The sample-weighted mean of the group losses is the overall loss. Classes without
+    samples (whose loss is NaN) are left out; a group of such classes only is NaN.
     Shapes: class_loss (T, c) or (c,), class_counts (c,) -> (T, G) or (G,).
     """
     counts = _counts(class_counts).astype(np.float64)
@@ -68,6 +69,7 @@ def group_loss(class_loss, class_counts, groups: list[np.ndarray]) -> np.ndarray
         raise ValueError(f"class_loss must end in c = {counts.size} classes; got shape {L.shape}")
     cols = []
     for g in groups:
+        g = g[counts[g] > 0]  # classes without samples (NaN loss) carry no weight
         w = counts[g]
-        cols.append(L[..., g] @ w / w.sum())
+        cols.append(L[..., g] @ w / w.sum() if w.sum() > 0 else np.full(L.shape[:-1], np.nan))
     return np.stack(cols, axis=-1)

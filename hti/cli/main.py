@@ -21,9 +21,10 @@ def cli() -> None:
     """
 
 
-from hti.cli.linear import linear  # noqa: E402 (subcommands import no heavy modules)
+from hti.cli.deep import deep  # noqa: E402 (subcommands import no heavy modules)
+from hti.cli.linear import linear  # noqa: E402
 from hti.cli.scaling import scaling  # noqa: E402
 from hti.cli.spectrum import spectrum  # noqa: E402
 
-for command in (linear, spectrum, scaling):
+for command in (linear, spectrum, scaling, deep):
     cli.add_command(command)

@@ -19,9 +19,12 @@ class ProgressBar:
         self._first = self._last = 0
         self._t0 = self._shown = 0.0
         self._next_tenth = 1
+        self._unit, self._per_step = "steps", 1.0
 
-    def start(self, first_step: int, last_step: int) -> None:
+    def start(self, first_step: int, last_step: int, *, unit: str = "steps", per_step: float = 1.0) -> None:
+        """Begin at ``first_step``; the rate is shown in ``unit``/s, ``per_step`` units a step."""
         self._first, self._last = first_step, last_step
+        self._unit, self._per_step = unit, per_step
         self._t0 = self._shown = time.perf_counter()
         self._next_tenth = 1
 
@@ -43,7 +46,7 @@ class ProgressBar:
         filled = int(width * done / span)
         text = (
             f"[{'#' * filled}{'.' * (width - filled)}] step {step}/{self._last}  loss {loss:.4f}  "
-            f"{rate:.1f} steps/s  {left:.0f}s left"
+            f"{rate * self._per_step:.1f} {self._unit}/s  {left:.0f}s left"
         )
         if self.tty:
             self.stream.write("\r" + text + "\033[K")

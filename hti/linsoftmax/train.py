@@ -17,8 +17,6 @@ uninterrupted one exactly on the CPU.
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from hti.linsoftmax.memory import check_memory
 from hti.linsoftmax.optim import OPTIMIZERS, apply_updates_, tree_leaves, tree_unflatten
 from hti.linsoftmax.params import init_params
 from hti.linsoftmax.stats import evaluate, is_finite, make_problem
+from hti.signals import StopOnSignal
 from hti.storage import HDF5Trajectory, MemoryTrajectory, StorageError
 
 ENGINE = "linsoftmax"
@@ -157,29 +156,6 @@ def resume(path: str | os.PathLike, *, progress: Progress | None = None) -> RunR
         store.close()
 
 
-class _StopOnSignal:
-    """Turn the first SIGINT/SIGTERM into a request to stop after the current row."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopOnSignal":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:  # second signal: abort now
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
 def _setup(cfg: LinearConfig, store, xp, fresh: bool):
     """The problem on its device, and the parameters and optimizer state to start from.
 
@@ -280,7 +256,7 @@ def _train(cfg: LinearConfig, store, xp, *, progress: Progress | None, fresh: bo
     if progress is not None:
         progress.start(first, cfg.steps)
     try:
-        with _StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):  # NaN/inf are handled
+        with StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):  # NaN/inf are handled
             for t in range(first, cfg.steps + 1):
                 ev = evaluate(problem, W, b, with_stats=t in record or t in curvature_at)
                 finite = is_finite(ev.loss + ev.train_loss)
