@@ -36,8 +36,8 @@ DATASETS = ("ptb", "tinyptb", "wikitext2", "wikitext103", "digits", "mnist", "ba
               help="Step size (1e-3 or 10^-3). [default: a starting point per optimizer, not a tuned value; "
                    "linear on synthetic data: hti linear's]")
 @click.option("--steps", type=click.IntRange(min=0), default=100, show_default=True)
-@click.option("--batch", type=click.Choice(["full"]), default=None, help="Full batch (the default): the "
-              "gradient over the whole training set, accumulated over chunks.")
+@click.option("--batch", type=click.Choice(["full"]), default=None, help="Full batch: the gradient over the "
+              "whole training set, accumulated over chunks. [default, but gpt2: --batch-size 512]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Mini-batches of B rows (sequences or images), shuffled with --seed; the global batch under DDP.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=10, show_default=True,
@@ -126,7 +126,7 @@ def deep(ctx, model, resume, out, force, progress, batch, batch_size, **options)
 
     if options.get("data_dir") is not None:
         options["data_dir"] = str(options["data_dir"])
-    cfg = DeepConfig(model=model, batch_size=batch_size, **options)
+    cfg = DeepConfig(model=model, batch_size=0 if batch == "full" else batch_size, **options)
     _announce(cfg, out)
     _run(cfg, out, force, bar)
 
@@ -135,7 +135,7 @@ def _announce(cfg, out) -> None:
     from hti.deep.train import default_path  # noqa: PLC0415
 
     lr_note = " (default starting point, not tuned)" if cfg.lr_default else ""
-    batch = "full batch" if cfg.batch_size is None else f"batches of {cfg.batch_size}"
+    batch = "full batch" if cfg.full_batch else f"batches of {cfg.batch_size}"
     click.echo(f"hti deep: {cfg.model} on {cfg.data}" + (f" ({cfg.tokenizer} tokens, seq {cfg.seq_len})" if cfg.tokenizer else "")
                + f", {cfg.optim}{'+m' if cfg.momentum else '-m'}, lr = {format_lr(cfg.lr)}{lr_note}, {cfg.steps} steps, "
                f"{batch}, {cfg.dtype} on {cfg.device}")  # fmt: skip

@@ -53,7 +53,7 @@ class DeepConfig:
     momentum: bool = True
     lr: float | None = None
     steps: int = 100
-    batch_size: int | None = None  # None: full batch
+    batch_size: int | None = None  # rows per step; 0: full batch; None: the model's default
     eval_every: int = 10
     eval_tokens: int | None = None
     n_layer: int | None = None
@@ -120,8 +120,9 @@ class DeepConfig:
         else:
             object.__setattr__(self, "lr", parse_lr(self.lr))
         check_int("steps", self.steps, 0)
-        if self.batch_size is not None:
-            check_int("batch_size", self.batch_size, 1)
+        if self.batch_size is None:  # GPT-2: the paper's 512 sequences; the others: full batch
+            object.__setattr__(self, "batch_size", 512 if self.model == "gpt2" else 0)
+        check_int("batch_size", self.batch_size, 0)
         check_int("eval_every", self.eval_every, 1)
         if self.eval_tokens is not None:
             check_int("eval_tokens", self.eval_tokens, 1)
@@ -186,6 +187,10 @@ class DeepConfig:
 
     def replace(self, **changes: Any) -> "DeepConfig":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == 0
 
     @property
     def run_id(self) -> str:

@@ -1,6 +1,6 @@
 """``run(cfg)`` and ``resume(path)`` for deep models: one readable training loop.
 
-A step is one optimizer update on the whole training set (``batch_size`` None: the
+A step is one optimizer update on the whole training set (``batch_size`` 0: the
 gradient of the mean loss accumulated over chunks of ``chunk_size`` rows, deterministic)
 or on a mini-batch of ``batch_size`` rows drawn without replacement from a seeded
 permutation per epoch. The loss trained is the mean cross-entropy over targets, or the
@@ -382,7 +382,7 @@ def _train(cfg: DeepConfig, data: DeepData, store, dist: Dist, progress, checkpo
         return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 
     weights = class_weights(cfg, data, dist.device)
-    sampler = Sampler(len(data.train), cfg.batch_size, cfg.seed)
+    sampler = Sampler(len(data.train), cfg.batch_size or None, cfg.seed)
     first, elapsed0 = 0, 0.0
     if checkpoint is not None:
         first, elapsed0, blob = checkpoint
