@@ -8,6 +8,9 @@ is in powers of ten); the resolved float is stored.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import re
 from typing import Any
@@ -70,3 +73,52 @@ def check_float(name: str, value: Any, lo: float, hi: float, hi_open: bool = Tru
     if not ok or value < lo or value > hi or (hi_open and value == hi):
         bracket = ")" if hi_open else "]"
         raise ConfigError(f"{name} must be a number in [{lo}, {hi}{bracket}; got {value!r}")
+
+
+
+class SerializableConfig:
+    """JSON round trip, changes and a content hash for the frozen config dataclasses.
+
+    Tuples are stored as JSON lists (``tuple_fields`` names them so that they come back
+    as tuples); ``lr_default`` (whether the step size was a default) travels along but
+    is not part of the identity.
+    """
+
+    tuple_fields: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        for name in self.tuple_fields:
+            out[name] = list(out[name])
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} fields {unknown}; expected some of {sorted(known)}")
+        data = dict(data)
+        lr_default = bool(data.pop("lr_default", False))
+        for name in cls.tuple_fields:
+            if name in data:
+                data[name] = tuple(data[name])
+        cfg = cls(**data)
+        object.__setattr__(cfg, "lr_default", lr_default)
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+    def digest(self) -> str:
+        """12 hex digits of a hash of every field but ``lr_default``."""
+        key = self.to_dict()
+        key.pop("lr_default", None)
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]

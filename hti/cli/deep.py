@@ -5,7 +5,6 @@ Only click is imported here; torch is imported when the command runs.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -13,6 +12,7 @@ from click.core import ParameterSource
 
 from hti.cli.errors import InputError, reports_bad_input
 from hti.cli.params import StepSize
+from hti.cli.report import report
 from hti.config import format_lr
 
 MODELS = ("simple-transformer", "transformer", "gpt2", "cnn", "linear")
@@ -148,7 +148,7 @@ def _announce(cfg, out) -> None:
 def _run(cfg, out, force, bar) -> None:
     from hti.deep.train import run  # noqa: PLC0415
 
-    _report(run(cfg, out, force=force, progress=bar))
+    report(run(cfg, out, force=force, progress=bar), "deep")
 
 
 def _resume(path, bar) -> None:
@@ -157,26 +157,4 @@ def _resume(path, bar) -> None:
     click.echo(f"hti deep: resuming {path}")
     result = resume(path, progress=bar)
     click.echo(f"  resumed from step {result.resumed_from}")
-    _report(result)
-
-
-def _report(result) -> None:
-    from hti.analysis.summary import format_summary  # noqa: PLC0415
-    from hti.storage import read_trajectory  # noqa: PLC0415
-
-    if result.path is None:  # not rank 0 of a distributed run
-        return
-    data = read_trajectory(result.path, names=("step", "loss", "class_loss", "class_counts", "val_loss"))
-    if data["step"].size:
-        click.echo(format_summary(data["class_counts"], data["step"], data["class_loss"], data["loss"]))
-        if "val_loss" in data:
-            click.echo(f"validation loss: {data['val_loss'][0]:.4f} at step {data['step'][0]}, "
-                       f"{data['val_loss'][-1]:.4f} at step {data['step'][-1]}")  # fmt: skip
-    rate = result.units_per_step / result.seconds_per_step if result.seconds_per_step > 0 else float("nan")
-    click.echo(f"status {result.status}: step {result.last_step} of {data['attrs']['config']['steps']}, "
-               f"{result.seconds_per_step:.3g} s per step ({rate:.4g} {result.unit}/s); trajectory {result.path}")
-    if result.status == "diverged":
-        click.echo(f"the loss became NaN or inf at step {result.last_step}; the rows up to it are kept")
-    elif result.status == "interrupted":
-        click.echo(f"interrupted; continue with: hti deep --resume {result.path}")
-        sys.exit(130)
+    report(result, "deep")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -10,6 +9,7 @@ from click.core import ParameterSource
 
 from hti.cli.errors import InputError, reports_bad_input
 from hti.cli.params import StepList, StepSize, TrackList
+from hti.cli.report import report
 from hti.config import format_lr
 from hti.linsoftmax.data import DTYPES, INPUTS
 from hti.linsoftmax.optim import OPTIMIZERS
@@ -148,7 +148,7 @@ def _announce(cfg, out) -> None:
 def _run(cfg, out, force, bar) -> None:
     from hti.linsoftmax.train import run  # noqa: PLC0415
 
-    _report(run(cfg, out, force=force, progress=bar))
+    report(run(cfg, out, force=force, progress=bar), "linear")
 
 
 def _resume(path, bar) -> None:
@@ -157,25 +157,4 @@ def _resume(path, bar) -> None:
     click.echo(f"hti linear: resuming {path}")
     result = resume(path, progress=bar)
     click.echo(f"  resumed from step {result.resumed_from}")
-    _report(result)
-
-
-def _report(result) -> None:
-    from hti.analysis.summary import format_summary  # noqa: PLC0415
-    from hti.storage import read_trajectory  # noqa: PLC0415
-
-    path = result.path
-    data = read_trajectory(path, names=("step", "loss", "class_loss", "class_counts"))
-    if data["step"].size:
-        click.echo(format_summary(data["class_counts"], data["step"], data["class_loss"], data["loss"]))
-    taken = result.last_step - (result.resumed_from or 0)
-    click.echo(
-        f"status {result.status}: step {result.last_step} of {data['attrs']['config']['steps']}, "
-        f"{result.seconds_per_step * 1e3:.1f} ms per step over {taken} steps "
-        f"(setup {result.setup_seconds:.1f} s); trajectory {path}"
-    )
-    if result.status == "diverged":
-        click.echo(f"the loss became NaN or inf at step {result.last_step}; the rows up to it are kept")
-    elif result.status == "interrupted":
-        click.echo(f"interrupted; continue with: hti linear --resume {path}")
-        sys.exit(130)
+    report(result, "linear")

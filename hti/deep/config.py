@@ -8,13 +8,9 @@ construction, so the stored config says exactly what ran.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
-from hti.config import ConfigError, check_choice, check_float, check_int, parse_lr
+from hti.config import ConfigError, SerializableConfig, check_choice, check_float, check_int, parse_lr
 from hti.linsoftmax.config import LinearConfig
 from hti.linsoftmax.data import INPUTS
 
@@ -40,7 +36,7 @@ DEFAULT_DATA = {"simple-transformer": "ptb", "transformer": "ptb", "gpt2": "ptb"
 
 
 @dataclass(frozen=True)
-class DeepConfig:
+class DeepConfig(SerializableConfig):
     """Every option of ``hti deep``; see the README for each one's meaning."""
 
     model: str = "transformer"
@@ -166,35 +162,10 @@ class DeepConfig:
             beta=self.beta, beta2=self.beta2, eps=self.eps,
         )  # fmt: skip
 
-    # -- serialization and identity -------------------------------------------------
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DeepConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown DeepConfig fields {unknown}")
-        data = dict(data)
-        lr_default = bool(data.pop("lr_default", False))
-        cfg = cls(**data)
-        object.__setattr__(cfg, "lr_default", lr_default)
-        return cfg
-
-    def replace(self, **changes: Any) -> "DeepConfig":
-        return dataclasses.replace(self, **changes)
-
     @property
     def full_batch(self) -> bool:
         return self.batch_size == 0
 
     @property
     def run_id(self) -> str:
-        key = self.to_dict()
-        key.pop("lr_default")
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        return f"deep-{self.model}-{self.data}-{self.optim}{'+m' if self.momentum else '-m'}-{digest}"
+        return f"deep-{self.model}-{self.data}-{self.optim}{'+m' if self.momentum else '-m'}-{self.digest()}"

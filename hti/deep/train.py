@@ -32,9 +32,7 @@ import json
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,23 +45,10 @@ from hti.deep.data import DeepData, load_data
 from hti.deep.lastlayer import last_layer_curvature
 from hti.deep.optim import make_optimizer
 from hti.deep.perclass import ClassSums
-from hti.signals import StopOnSignal
+from hti.runs import RunResult, StopOnSignal
 from hti.storage import HDF5Trajectory, MemoryTrajectory, StorageError, read_checkpoint
 
 ENGINE = "deep"
-
-
-@dataclass
-class RunResult:
-    status: str
-    store: Any
-    path: Path | None
-    last_step: int
-    seconds_per_step: float
-    setup_seconds: float
-    resumed_from: int | None = None
-    units_per_step: float = 0.0
-    unit: str = "targets"
 
 
 # -- distributed ------------------------------------------------------------------------

@@ -8,14 +8,10 @@ alone, and the hash of its fields is the run id.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from hti.backend import DEVICES
-from hti.config import ConfigError, check_choice, check_float, check_int, parse_lr
+from hti.config import ConfigError, SerializableConfig, check_choice, check_float, check_int, parse_lr
 from hti.linsoftmax.curvature import TRACKABLE
 from hti.linsoftmax.data import DTYPES, INPUTS, M_RANGE, dataset_shape
 from hti.linsoftmax.optim import OPTIMIZERS
@@ -24,7 +20,7 @@ from hti.linsoftmax.stats import REWEIGHT
 
 
 @dataclass(frozen=True)
-class LinearConfig:
+class LinearConfig(SerializableConfig):
     """Every option of ``hti linear``; see the README for each one's meaning.
 
     ``lr=None`` resolves to the paper's tuned m = 11 step size of (optim, momentum);
@@ -57,6 +53,7 @@ class LinearConfig:
     curvature_every: int = 10
     eig_k: int = 1
     lr_default: bool = field(default=False, init=False, compare=False)
+    tuple_fields = ("save_params_at", "track")
 
     def __post_init__(self) -> None:
         lo, hi = M_RANGE
@@ -138,44 +135,10 @@ class LinearConfig:
         """Steps with a curvature row (when tracking): 0, every curvature_every, the last."""
         return _every(self.steps, self.curvature_every) if self.track else []
 
-    # -- serialization and identity -------------------------------------------------
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["save_params_at"] = list(self.save_params_at)
-        out["track"] = list(self.track)
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LinearConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown LinearConfig fields {unknown}; expected some of {sorted(known)}")
-        data = dict(data)
-        lr_default = bool(data.pop("lr_default", False))
-        data["save_params_at"] = tuple(data.get("save_params_at", ()))
-        data["track"] = tuple(data.get("track", ()))
-        cfg = cls(**data)
-        object.__setattr__(cfg, "lr_default", lr_default)
-        return cfg
-
-    @classmethod
-    def from_json(cls, text: str) -> "LinearConfig":
-        return cls.from_dict(json.loads(text))
-
-    def replace(self, **changes: Any) -> "LinearConfig":
-        return dataclasses.replace(self, **changes)
-
     @property
     def run_id(self) -> str:
         """``linear-m8-gd+m-<12 hex>``: a hash of every field that shapes the trajectory."""
-        key = self.to_dict()
-        key.pop("lr_default")
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        return f"linear-m{self.m}-{self.optim}{'+m' if self.momentum else '-m'}-{digest}"
+        return f"linear-m{self.m}-{self.optim}{'+m' if self.momentum else '-m'}-{self.digest()}"
 
 
 def _every(last: int, every: int) -> list[int]:

@@ -19,9 +19,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -36,7 +35,7 @@ from hti.linsoftmax.memory import check_memory
 from hti.linsoftmax.optim import OPTIMIZERS, apply_updates_, tree_leaves, tree_unflatten
 from hti.linsoftmax.params import init_params
 from hti.linsoftmax.stats import evaluate, is_finite, make_problem
-from hti.signals import StopOnSignal
+from hti.runs import RunResult, StopOnSignal
 from hti.storage import HDF5Trajectory, MemoryTrajectory, StorageError
 
 ENGINE = "linsoftmax"
@@ -50,19 +49,6 @@ class Progress(Protocol):
     def update(self, step: int, loss: float) -> None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class RunResult:
-    """How a run ended: status, the store it wrote, its file, and timings."""
-
-    status: str
-    store: Any
-    path: Path | None
-    last_step: int
-    seconds_per_step: float
-    setup_seconds: float
-    resumed_from: int | None = None
 
 
 def row_spec(c: int) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -1,10 +1,30 @@
-"""Ctrl-C and SIGTERM as a request to stop cleanly, shared by both training loops."""
+"""What both training loops share: how a run ends, and Ctrl-C as a clean stop."""
 
 from __future__ import annotations
 
 import signal
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+
+@dataclass
+class RunResult:
+    """How a run ended: status, the store it wrote, its file, timings and throughput.
+
+    ``units_per_step`` ``unit`` (tokens, images, samples) are processed per step.
+    """
+
+    status: str
+    store: Any
+    path: Path | None
+    last_step: int
+    seconds_per_step: float
+    setup_seconds: float
+    resumed_from: int | None = None
+    units_per_step: float = 0.0
+    unit: str = "steps"
 
 
 class StopOnSignal:
