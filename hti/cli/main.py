@@ -22,9 +22,12 @@ def cli() -> None:
 
 
 from hti.cli.deep import deep  # noqa: E402 (subcommands import no heavy modules)
+from hti.cli.figure import figure, report  # noqa: E402
+from hti.cli.grid import grid  # noqa: E402
 from hti.cli.linear import linear  # noqa: E402
+from hti.cli.plot import plot  # noqa: E402
 from hti.cli.scaling import scaling  # noqa: E402
 from hti.cli.spectrum import spectrum  # noqa: E402
 
-for command in (linear, spectrum, scaling, deep):
+for command in (linear, spectrum, scaling, deep, plot, figure, grid, report):
     cli.add_command(command)
