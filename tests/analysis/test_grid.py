@@ -288,7 +288,7 @@ def test_workers_get_one_blas_thread_and_the_parent_keeps_its_environment():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from hti.analysis import grid as G
+    from hti.analysis import execute as G
 
     before = {var: os.environ.get(var) for var in G.THREAD_VARS}
     with G._one_thread_children(), ProcessPoolExecutor(
