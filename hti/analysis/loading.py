@@ -88,10 +88,18 @@ class Run:
         self.class_counts = class_counts
         self._live = live
         self._cache: dict[str, Any] = {}
+        self._label: str | None = None
 
     @property
     def label(self) -> str:
+        """The legend: the optimizer (``GD+m``) unless set to something else."""
+        if self._label is not None:
+            return self._label
         return optimizer_label(self.config.get("optim", "?"), bool(self.config.get("momentum", False)))
+
+    @label.setter
+    def label(self, value: str) -> None:
+        self._label = value
 
     @property
     def c(self) -> int:

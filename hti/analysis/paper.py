@@ -40,6 +40,12 @@ class FigureSpec:
     draw: Callable[[dict[str, Any], str, str | None], Any]  # (runs, scale, data_dir) -> Figure
 
 
+def _name(optim: str, momentum: bool) -> str:
+    from hti.analysis.loading import optimizer_label  # noqa: PLC0415
+
+    return optimizer_label(optim, momentum)
+
+
 def _linear(**kw):
     from hti.linsoftmax.config import LinearConfig  # noqa: PLC0415
 
@@ -64,7 +70,7 @@ def _every(steps: int, rows: int = 100) -> int:
 def _linear_pair(scale, steps, device, data_dir, optims=("gd", "adam"), momenta=(True,), **extra):
     m = 8 if scale == "small" else 11
     n = _steps(steps, 300 if scale == "small" else 1000)
-    return {f"{o}{'+m' if mom else '-m'}": _linear(m=m, optim=o, momentum=mom, steps=n, record_every=_every(n),
+    return {_name(o, mom): _linear(m=m, optim=o, momentum=mom, steps=n, record_every=_every(n),
                                                     device=device, **extra)
             for o in optims for mom in momenta}  # fmt: skip
 
@@ -95,7 +101,7 @@ def _fig16(scale, steps, device, data_dir):
 
 def _fig17(scale, steps, device, data_dir):
     n = _steps(steps, 100)
-    return {f"N({mean:g},1) {o}": _linear(m=8, optim=o, momentum=False, inputs="gaussian", input_mean=mean, steps=n,
+    return {f"N({mean:g},1), {_name(o, False)}": _linear(m=8, optim=o, momentum=False, inputs="gaussian", input_mean=mean, steps=n,
                                           record_every=_every(n), device=device)
             for mean in (1.0, 0.0) for o in ("gd", "adam")}  # fmt: skip
 
@@ -109,7 +115,7 @@ def _tiny_lm(scale, **kw):
 def _deep_set(scale, steps, device, optims, momenta, small_steps, paper_steps, **kw):
     n = _steps(steps, small_steps if scale == "small" else paper_steps)
     dtype = "bfloat16" if device == "cuda" else "float32"
-    return {f"{o}{'+m' if mom else '-m'}": _deep(optim=o, momentum=mom, steps=n, eval_every=_every(n, 20),
+    return {_name(o, mom): _deep(optim=o, momentum=mom, steps=n, eval_every=_every(n, 20),
                                                   device=device, dtype=dtype, **kw)
             for o in optims for mom in momenta}  # fmt: skip
 
@@ -130,7 +136,7 @@ def _fig2(scale, steps, device, data_dir):
     for data in ("digits" if scale == "small" else "mnist", "barcoded"):
         for name, cfg in _deep_set(scale, steps, device, ("gd", "adam"), (True,), 100, 300, model="cnn", data=data,
                                    **base).items():  # fmt: skip
-            runs[f"{data} {name}"] = cfg
+            runs[f"{data}, {name}"] = cfg
     return runs
 
 
@@ -212,8 +218,8 @@ FIGURES: dict[int, FigureSpec] = {
         FigureSpec(2, "CNN on digits and on digits + barcoded: GD+m vs Adam+m", _fig2, _per_group),
         FigureSpec(3, "Softmax regression on heavy-tailed labels: GD+m vs Adam+m", _fig3, _per_group),
         FigureSpec(4, "Last layer of a simplified transformer: four optimizers, -m and +m", _fig4, _optimizers),
-        FigureSpec(5, "Per-class gradient norm and Hessian trace under GD", _fig56, _grad_hess("gd+m")),
-        FigureSpec(6, "Per-class gradient norm and Hessian trace under Adam", _fig56, _grad_hess("adam+m")),
+        FigureSpec(5, "Per-class gradient norm and Hessian trace under GD", _fig56, _grad_hess("GD+m")),
+        FigureSpec(6, "Per-class gradient norm and Hessian trace under Adam", _fig56, _grad_hess("Adam+m")),
         FigureSpec(7, "2-layer transformer trained on the 1/sqrt(pi)-reweighted loss", _fig7, _optimizers),
         FigureSpec(8, "Token rank vs count: word, BPE and GPT-2 tokens", lambda *a: {}, _rank_frequency),
         FigureSpec(9, "2-layer transformer with mini-batches of about 2%", _fig9, _per_group),
@@ -279,6 +285,7 @@ def make_figure(n: int, *, scale: str = "small", steps: int | None = None, devic
     for name, cfg in configs.items():
         log(f"figure {n}: {name} -> {out / (cfg.run_id + '.h5')}")
         runs[name] = load(ensure_run(cfg, out, progress))
+        runs[name].label = name  # e.g. "digits, GD+m" where runs differ in more than the optimizer
     fig = FIGURES[n].draw(runs, scale, data_dir)
     stem = out / f"figure-{n}"
     save_both(fig, stem)

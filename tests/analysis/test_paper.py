@@ -69,7 +69,7 @@ def test_an_interrupted_run_of_a_figure_is_resumed(tmp_path):
                 os.kill(os.getpid(), signal.SIGINT)
         def close(self): ...
 
-    cfg = figure_runs(3, steps=6)["gd+m"]
+    cfg = figure_runs(3, steps=6)["GD+m"]
     path = tmp_path / f"{cfg.run_id}.h5"
     assert run(cfg, path, progress=Stop()).status == "interrupted"
     assert ensure_run(cfg, tmp_path) == path
