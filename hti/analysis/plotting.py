@@ -37,9 +37,10 @@ def require(run: Run, names: Sequence[str], what: str, hint: str = "") -> None:
 
 
 def split_keys(split: str) -> tuple[str, str, str]:
-    """(overall loss, per-class loss, per-class counts) datasets of a split."""
+    """(overall loss, per-class loss, evaluated targets per class) datasets of a split.
+    Files without the counts dataset (linear runs) evaluate every sample: class_counts."""
     if split == "train":
-        return "loss", "class_loss", "class_counts"
+        return "loss", "class_loss", "eval_class_counts"
     if split == "val":
         return "val_loss", "val_class_loss", "val_class_counts"
     raise PlotError(f"split must be 'train' or 'val'; got {split!r}")

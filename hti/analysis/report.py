@@ -56,7 +56,8 @@ def _summary(run) -> str:
     steps = run["step"]
     if steps.size == 0:
         return "<p>No rows yet.</p>"
-    rows = group_table(run.class_counts, run["class_loss"][0], run["class_loss"][-1])
+    weights = run["eval_class_counts"] if "eval_class_counts" in run else None
+    rows = group_table(run.class_counts, run["class_loss"][0], run["class_loss"][-1], weights=weights)
     out = [[r["group"], f"{int(r['classes'].min())}-{int(r['classes'].max())}", r["classes"].size,
             f"{r['share']:.1%}", f"{r['initial']:.4f}", f"{r['final']:.4f}"] for r in rows]  # fmt: skip
     out.append(["all", "", run.class_counts.size, "100%", f"{run['loss'][0]:.4f}", f"{run['loss'][-1]:.4f}"])

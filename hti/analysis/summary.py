@@ -12,12 +12,18 @@ import numpy as np
 from hti.analysis.groups import frequency_groups, group_loss
 
 
-def group_table(class_counts, class_loss_first, class_loss_last, n_groups: int = 10) -> list[dict]:
-    """One dict per group: classes (first, last index in frequency order), count, share, losses."""
+def group_table(class_counts, class_loss_first, class_loss_last, n_groups: int = 10, weights=None) -> list[dict]:
+    """One dict per group: classes (first, last index in frequency order), count, share, losses.
+
+    Groups come from ``class_counts``; the losses are weighted by ``weights``, the targets
+    each class loss is a mean over (default ``class_counts``; a deep run evaluated on its
+    first ``eval_tokens`` targets stores them as ``eval_class_counts``).
+    """
     counts = np.asarray(class_counts)
+    weights = counts if weights is None else np.asarray(weights)
     groups = frequency_groups(counts, n_groups)
-    first = group_loss(class_loss_first, counts, groups)
-    last = group_loss(class_loss_last, counts, groups)
+    first = group_loss(class_loss_first, weights, groups)
+    last = group_loss(class_loss_last, weights, groups)
     total = counts.sum()
     rows = []
     for g, cls in enumerate(groups):
@@ -39,11 +45,12 @@ def _class_range(cls: np.ndarray) -> str:
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
-def format_summary(class_counts, steps, class_loss, loss, n_groups: int = 10) -> str:
-    """A text table from a trajectory's step (T,), class_loss (T, c) and loss (T,)."""
+def format_summary(class_counts, steps, class_loss, loss, n_groups: int = 10, weights=None) -> str:
+    """A text table from a trajectory's step (T,), class_loss (T, c) and loss (T,);
+    ``weights`` as in :func:`group_table`."""
     steps = np.asarray(steps)
     class_loss = np.asarray(class_loss)
-    rows = group_table(class_counts, class_loss[0], class_loss[-1], n_groups)
+    rows = group_table(class_counts, class_loss[0], class_loss[-1], n_groups, weights)
     head = f"{'group':>5}  {'classes':>11}  {'#classes':>8}  {'samples':>8}  {'loss @ ' + str(steps[0]):>12}  {'loss @ ' + str(steps[-1]):>12}"
     lines = [f"Loss by frequency group ({len(rows)} groups of about equal sample mass, most frequent first):", head]
     for r in rows:

@@ -14,10 +14,11 @@ def report(result, command: str) -> None:
 
     if result.path is None:  # in memory, or not rank 0 of a distributed run
         return
-    data = read_trajectory(result.path, names=("step", "loss", "class_loss", "class_counts", "val_loss"))
+    data = read_trajectory(result.path, names=("step", "loss", "class_loss", "class_counts", "eval_class_counts", "val_loss"))
     steps = data["step"]
     if steps.size:
-        click.echo(format_summary(data["class_counts"], steps, data["class_loss"], data["loss"]))
+        click.echo(format_summary(data["class_counts"], steps, data["class_loss"], data["loss"],
+                                  weights=data.get("eval_class_counts")))
         if "val_loss" in data:
             click.echo(f"validation loss: {data['val_loss'][0]:.4f} at step {steps[0]}, "
                        f"{data['val_loss'][-1]:.4f} at step {steps[-1]}")  # fmt: skip

@@ -227,14 +227,26 @@ def train_step(cfg, model, ddp, opt, data: DeepData, rows, weights, dist: Dist, 
     return total
 
 
-@torch.no_grad()
-def evaluate(cfg, model, split, n_classes, dist: Dist, autocast, weights, rows_per_chunk: int) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(loss, weighted loss, class_loss, class_acc) over a split (its first eval_tokens targets)."""
-    model.eval()
+def eval_rows(cfg, split) -> torch.Tensor:
+    """Indices of the rows an evaluation covers: all, or the first rows holding eval_tokens targets."""
     rows = torch.arange(len(split))
     if cfg.eval_tokens is not None:
         per_row = max(1, split.targets[0].numel())
         rows = rows[: max(1, -(-cfg.eval_tokens // per_row))]
+    return rows
+
+
+def eval_counts(cfg, split, n_classes: int) -> np.ndarray:
+    """(c,) int64: targets of each class among the rows an evaluation covers (targets >= 0)."""
+    t = split.targets[eval_rows(cfg, split)].reshape(-1)
+    return np.bincount(t[t >= 0].numpy(), minlength=n_classes).astype(np.int64)
+
+
+@torch.no_grad()
+def evaluate(cfg, model, split, n_classes, dist: Dist, autocast, weights, rows_per_chunk: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(loss, weighted loss, class_loss, class_acc) over a split (its first eval_tokens targets)."""
+    model.eval()
+    rows = eval_rows(cfg, split)
     sums = ClassSums.zeros(n_classes, dist.device)
     for idx in dist.share(_chunks(rows, rows_per_chunk)):
         with autocast():
@@ -280,10 +292,11 @@ def create_store(cfg: DeepConfig, data: DeepData, out, *, force=False, memory=Fa
              "c": data.n_classes, "data_meta": json_dumps({k: v for k, v in data.meta.items() if k != "vocab"})}  # fmt: skip
     rows = row_spec(data.n_classes, data.val is not None)
     tables = {"curvature": curvature_spec(data.n_classes, cfg.track_eig)} if cfg.curvature_every else None
-    static = {"class_counts": data.class_counts}
+    # class_counts (the whole training split) defines the frequency groups; the evaluated
+    # counts weight the per-class losses, which are means over the evaluated targets only
+    static = {"class_counts": data.class_counts, "eval_class_counts": eval_counts(cfg, data.train, data.n_classes)}
     if data.val is not None:
-        t = data.val.targets.reshape(-1)
-        static["val_class_counts"] = np.bincount(t[t >= 0].numpy(), minlength=data.n_classes)
+        static["val_class_counts"] = eval_counts(cfg, data.val, data.n_classes)
     if memory:
         return MemoryTrajectory(attrs=attrs, rows=rows, tables=tables, static=static)
     path = default_path(cfg) if out is None else Path(out)

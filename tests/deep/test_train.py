@@ -131,3 +131,28 @@ def test_two_ddp_processes_match_one(tmp_path):
     # float64; the two ranks sum their halves in another order: agreement to ~1e-13
     for name in ("loss", "class_loss", "val_loss", "grad_norm", "hess_trace"):
         np.testing.assert_allclose(b[name], a[name], rtol=1e-11, atol=1e-14, err_msg=name)
+
+
+def test_eval_tokens_weights_the_class_losses_by_the_evaluated_targets(tmp_path):
+    """With eval_tokens the per-class losses are means over the first targets only; the file's
+    eval_class_counts (train) and val_class_counts (validation) count exactly those, so the
+    count-weighted mean of class_loss is the loss, and every frequency group of classes that
+    were evaluated has a finite group loss (weighting by the whole split's counts gave NaN)."""
+    from hti.analysis import frequency_groups, group_loss  # noqa: PLC0415
+
+    cfg = DeepConfig(model="transformer", steps=1, eval_every=1, batch_size=8, eval_tokens=600, **TINY["transformer"])
+    out = tmp_path / "t.h5"
+    run(cfg, out)
+    d = read_trajectory(out)
+    for split, counts in (("", d["eval_class_counts"]), ("val_", d["val_class_counts"])):
+        class_loss, loss = d[f"{split}class_loss"], d[f"{split}loss"]
+        assert counts.sum() == 630  # whole rows of 35 targets: ceil(600 / 35) = 18 rows
+        seen = counts > 0
+        assert np.isfinite(class_loss[:, seen]).all() and np.isnan(class_loss[:, ~seen]).all()
+        # float32 per-class sums accumulated in float64: the weighted mean equals the loss to ~1e-7
+        np.testing.assert_allclose(class_loss[:, seen] @ counts[seen] / counts.sum(), loss, rtol=1e-6)
+    assert (d["eval_class_counts"] <= d["class_counts"]).all() and d["eval_class_counts"].sum() < d["class_counts"].sum()
+    groups = frequency_groups(d["class_counts"], 10)
+    G = group_loss(d["class_loss"], d["eval_class_counts"], groups)
+    evaluated = [bool(d["eval_class_counts"][g].sum()) for g in groups]
+    assert np.isfinite(G[:, evaluated]).all()
