@@ -30,6 +30,14 @@ OPTIMS = ("gd", "adam", "normgd", "sign")
 SCALES = ("small", "paper")
 
 
+class FigureInterrupted(Exception):
+    """A run of the figure was interrupted (Ctrl-C or SIGTERM); ``path`` holds it, resumable."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path} was interrupted")
+        self.path = path
+
+
 @dataclass
 class FigureSpec:
     """Figure ``number``: what it shows, its runs (name -> config) and its drawing."""
@@ -252,7 +260,8 @@ def figure_runs(n: int, scale: str = "small", steps: int | None = None, device: 
 
 
 def ensure_run(cfg, folder: Path, progress=None) -> Path:
-    """Run ``cfg`` into folder/<run id>.h5 unless it is there: reuse, resume or run."""
+    """Run ``cfg`` into folder/<run id>.h5 unless it is there: reuse, resume or run.
+    Raises :class:`FigureInterrupted` when the run stops on Ctrl-C or SIGTERM."""
     from hti.storage import read_trajectory  # noqa: PLC0415
 
     engine = "linsoftmax" if type(cfg).__name__ == "LinearConfig" else "deep"
@@ -265,16 +274,19 @@ def ensure_run(cfg, folder: Path, progress=None) -> Path:
         status = read_trajectory(path, names=())["attrs"].get("status")
         if status in ("completed", "diverged"):
             return path
-        resume(path, progress=progress)
-        return path
-    run(cfg, path, progress=progress)
+        result = resume(path, progress=progress)
+    else:
+        result = run(cfg, path, progress=progress)
+    if result.status == "interrupted":
+        raise FigureInterrupted(path)
     return path
 
 
 def make_figure(n: int, *, scale: str = "small", steps: int | None = None, device: str = "cpu",
                 out: str | os.PathLike = "figures", data_dir: str | None = None, progress=None,
                 log: Callable[[str], None] = print) -> list[Path]:  # fmt: skip
-    """Run (or reuse) figure n's runs into ``out`` and draw figure-n.png and .pdf there."""
+    """Run (or reuse) figure n's runs into ``out`` and draw figure-n.png and .pdf there.
+    An interrupted run raises :class:`FigureInterrupted` and starts no further run."""
     from hti.analysis.figures import save_both  # noqa: PLC0415
     from hti.analysis.loading import load  # noqa: PLC0415
 

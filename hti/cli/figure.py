@@ -38,14 +38,20 @@ def figure(number, scale, steps, device, out, data_dir, progress) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    from hti.analysis.paper import FIGURES, make_figure  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from hti.analysis.paper import FIGURES, FigureInterrupted, make_figure  # noqa: PLC0415
     from hti.cli.linear import _progress  # noqa: PLC0415
 
     click.echo(f"hti figure {number}: {FIGURES[number].title} ({scale} scale)")
     t = time.perf_counter()
-    paths = make_figure(number, scale=scale, steps=steps, device=device, out=out,
-                        data_dir=None if data_dir is None else str(data_dir), progress=_progress(progress),
-                        log=lambda msg: click.echo(f"  {msg}"))  # fmt: skip
+    try:
+        paths = make_figure(number, scale=scale, steps=steps, device=device, out=out,
+                            data_dir=None if data_dir is None else str(data_dir), progress=_progress(progress),
+                            log=lambda msg: click.echo(f"  {msg}"))  # fmt: skip
+    except FigureInterrupted as stop:
+        click.echo(f"interrupted: {stop.path} is kept; run the same command again to resume it and go on")
+        sys.exit(130)
     click.echo(f"wrote {', '.join(map(str, paths))} in {time.perf_counter() - t:.0f} s")
 
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 from click.testing import CliRunner  # noqa: E402
 
-from hti.analysis.paper import FIGURES, ensure_run, figure_runs, make_figure  # noqa: E402
+from hti.analysis.paper import FIGURES, FigureInterrupted, ensure_run, figure_runs, make_figure  # noqa: E402
 from hti.analysis.report import html_report  # noqa: E402
 from hti.cli.main import cli  # noqa: E402
 from hti.config import ConfigError  # noqa: E402
@@ -59,15 +59,20 @@ def test_figure_3_runs_once_then_reuses(tmp_path):
     assert [p.stat().st_mtime_ns for p in runs] == stamps  # reused, not rerun
 
 
+class Stop:
+    """A progress reporter that sends SIGINT at step 2 of the run it watches."""
+
+    def start(self, *a, **k): ...
+
+    def update(self, step, loss):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def close(self): ...
+
+
 def test_an_interrupted_run_of_a_figure_is_resumed(tmp_path):
     from hti.linsoftmax.train import run
-
-    class Stop:
-        def start(self, *a, **k): ...
-        def update(self, step, loss):
-            if step == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-        def close(self): ...
 
     cfg = figure_runs(3, steps=6)["GD+m"]
     path = tmp_path / f"{cfg.run_id}.h5"
@@ -75,6 +80,28 @@ def test_an_interrupted_run_of_a_figure_is_resumed(tmp_path):
     assert ensure_run(cfg, tmp_path) == path
     data = read_trajectory(path)
     assert data["attrs"]["status"] == "completed" and data["step"][-1] == 6
+
+
+def test_an_interrupted_figure_stops_and_starts_no_further_run(tmp_path, monkeypatch):
+    first, second = figure_runs(3, steps=6).values()
+    with pytest.raises(FigureInterrupted) as stop:
+        make_figure(3, steps=6, out=tmp_path, progress=Stop(), log=lambda msg: None)
+    assert stop.value.path == tmp_path / f"{first.run_id}.h5"
+    assert read_trajectory(stop.value.path)["attrs"]["status"] == "interrupted"
+    assert not (tmp_path / f"{second.run_id}.h5").exists() and not (tmp_path / "figure-3.png").exists()
+    # the command: exit 130 and a message; the same command again resumes and finishes
+    import hti.cli.linear
+
+    monkeypatch.setattr(hti.cli.linear, "_progress", lambda flag: Stop())
+    (tmp_path / f"{first.run_id}.h5").unlink()
+    result = CliRunner().invoke(cli, ["figure", "3", "--steps", "6", "--out", str(tmp_path)])
+    assert result.exit_code == 130 and "run the same command again" in result.output, result.output
+    monkeypatch.undo()
+    result = CliRunner().invoke(cli, ["figure", "3", "--steps", "6", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for cfg in (first, second):
+        data = read_trajectory(tmp_path / f"{cfg.run_id}.h5")
+        assert data["attrs"]["status"] == "completed" and data["step"][-1] == 6
 
 
 def test_a_deep_figure_and_the_token_statistics(tmp_path):
