@@ -461,6 +461,25 @@ def _attr(value: Any) -> Any:
     return value
 
 
+def open_for_reading(path: str | os.PathLike, *, live: bool = False):
+    """An h5py File opened read-only, or a StorageError that says why it cannot be.
+
+    HDF5 locks a file while a run writes it; ``live=True`` opens it without the lock.
+    """
+    h5py = _h5py()
+    path = Path(path)
+    if not path.exists():
+        raise StorageError(f"expected an hti trajectory file; {path} does not exist")
+    if path.is_dir():
+        raise StorageError(f"expected an hti trajectory file; {path} is a folder")
+    try:
+        return h5py.File(path, "r", locking=False) if live else h5py.File(path, "r")
+    except OSError as err:
+        if "lock" in str(err).lower():
+            raise StorageError(f"{path} is being written by a running process; pass live=True to read it anyway") from None
+        raise StorageError(f"cannot read {path} as HDF5: {err}") from None
+
+
 def read_trajectory(
     path: str | os.PathLike, names: Iterable[str] | None = None, *, live: bool = False
 ) -> dict[str, Any]:
@@ -475,17 +494,7 @@ def read_trajectory(
     """
     h5py = _h5py()
     path = Path(path)
-    if not path.exists():
-        raise StorageError(f"expected an hti trajectory file; {path} does not exist")
-    try:
-        fh = h5py.File(path, "r", locking=False) if live else h5py.File(path, "r")
-    except OSError as err:
-        if "lock" in str(err).lower():
-            raise StorageError(
-                f"{path} is being written by a running process; read it with live=True"
-            ) from None
-        raise StorageError(f"cannot read {path} as HDF5: {err}") from None
-    with fh:
+    with open_for_reading(path, live=live) as fh:
         attrs = {k: _attr(v) for k, v in fh.attrs.items()}
         if "rows" not in attrs:
             raise StorageError(f"{path} is not an hti trajectory (no rows attribute)")

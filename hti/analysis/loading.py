@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hti.analysis.groups import frequency_groups
-from hti.storage import StorageError, read_trajectory
+from hti.storage import StorageError, open_for_reading, read_trajectory
 
 __all__ = ["Run", "load", "load_runs", "optimizer_label", "OPTIMIZER_ORDER"]
 
@@ -155,22 +155,8 @@ def load(path: str | os.PathLike, *, live: bool = False) -> Run:
     Raises:
         StorageError: the file does not exist, is not HDF5, or is not an hti trajectory.
     """
-    import h5py  # noqa: PLC0415
-
     path = Path(path)
-    if not path.exists():
-        raise StorageError(f"expected an hti trajectory file; {path} does not exist")
-    if path.is_dir():
-        raise StorageError(f"expected an hti trajectory file; {path} is a folder")
-    try:
-        fh = h5py.File(path, "r", locking=False) if live else h5py.File(path, "r")
-    except OSError as err:
-        if "lock" in str(err).lower():
-            raise StorageError(
-                f"{path} is being written by a running process; load it with live=True"
-            ) from None
-        raise StorageError(f"cannot read {path} as HDF5: {err}") from None
-    with fh:
+    with open_for_reading(path, live=live) as fh:
         raw = {k: _attr(v) for k, v in fh.attrs.items()}
         if "rows" not in raw or "iteration" not in raw:
             raise StorageError(f"{path} is not an hti trajectory (no rows/iteration attributes)")
