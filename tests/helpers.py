@@ -20,3 +20,15 @@ def tiny_problem(xp, m=3, inputs="uniform", seed=0, scale=1.0, dim=None, **kw):
     W = g.standard_normal((c, d)) * scale / np.sqrt(d)
     b = g.standard_normal(c) * scale
     return tuple(xp.asarray(a) for a in (data.X, data.y, data.class_counts, W, b))
+
+
+def assert_help_imports_none_of(statement: str, args: list[str], modules=("torch",)) -> None:
+    """In a fresh interpreter, ``statement`` binds ``command``; ``command(args)`` (a --help)
+    exits 0 without importing any of ``modules`` (the CLI stays fast to start)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (f"import sys\n{statement}\ntry:\n    command({args!r})\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            f"loaded = [m for m in {list(modules)!r} if m in sys.modules]\nassert not loaded, loaded\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
