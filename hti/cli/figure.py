@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -38,8 +39,6 @@ def figure(number, scale, steps, device, out, data_dir, progress) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import sys  # noqa: PLC0415
-
     from hti.analysis.paper import FIGURES, FigureInterrupted, make_figure  # noqa: PLC0415
     from hti.cli.linear import _progress  # noqa: PLC0415
 
