@@ -144,7 +144,7 @@ class HDF5Trajectory:
     # -- attributes -----------------------------------------------------------------
     @property
     def attrs(self) -> dict[str, Any]:
-        return {k: _attr(v) for k, v in self._f.attrs.items()}
+        return {k: attr_value(v) for k, v in self._f.attrs.items()}
 
     @property
     def iteration(self) -> int:
@@ -430,7 +430,7 @@ def _read_group(group, h5py) -> dict[str, Any]:
     """A group as a nested dict of arrays, with its attributes under ``"attrs"``."""
     out: dict[str, Any] = {k: _read_group(v, h5py) if isinstance(v, h5py.Group) else v[()] for k, v in group.items()}
     if group.attrs:
-        out["attrs"] = {k: _attr(v) for k, v in group.attrs.items()}
+        out["attrs"] = {k: attr_value(v) for k, v in group.attrs.items()}
     return out
 
 
@@ -440,8 +440,8 @@ def _spec_json(spec: dict) -> str:
 
 def _tables_of(attrs) -> dict[str, tuple[str, dict]]:
     """table -> (counter attribute, spec) from a file's ``rows`` and ``tables`` attributes."""
-    out = {"main": ("iteration", json.loads(_attr(attrs["rows"])))}
-    for table, spec in json.loads(_attr(attrs.get("tables", "{}"))).items():
+    out = {"main": ("iteration", json.loads(attr_value(attrs["rows"])))}
+    for table, spec in json.loads(attr_value(attrs.get("tables", "{}"))).items():
         out[table] = (f"{table}_iteration", spec)
     return out
 
@@ -453,7 +453,8 @@ def _table_of(tables: dict, name: str) -> str:
     raise KeyError(f"{name!r} is not a per-step dataset; tables hold {sorted(k for _, s in tables.values() for k in s)}")
 
 
-def _attr(value: Any) -> Any:
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute as plain Python: bytes decoded, NumPy scalars as Python scalars."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.generic):
@@ -495,7 +496,7 @@ def read_trajectory(
     h5py = _h5py()
     path = Path(path)
     with open_for_reading(path, live=live) as fh:
-        attrs = {k: _attr(v) for k, v in fh.attrs.items()}
+        attrs = {k: attr_value(v) for k, v in fh.attrs.items()}
         if "rows" not in attrs:
             raise StorageError(f"{path} is not an hti trajectory (no rows attribute)")
         lengths = {

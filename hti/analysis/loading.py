@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hti.analysis.groups import frequency_groups
-from hti.storage import StorageError, open_for_reading, read_trajectory
+from hti.storage import StorageError, attr_value, open_for_reading, read_trajectory
 
 __all__ = ["Run", "load", "load_runs", "optimizer_label", "OPTIMIZER_ORDER"]
 
@@ -44,14 +44,6 @@ def optimizer_label(optim: str, momentum: bool) -> str:
 
     names = {name: spec.label for name, spec in OPTIMIZERS.items()} | {"adamw": "AdamW"}
     return f"{names.get(optim, str(optim))}{'+m' if momentum else '-m'}"
-
-
-def _attr(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class Run:
@@ -157,7 +149,7 @@ def load(path: str | os.PathLike, *, live: bool = False) -> Run:
     """
     path = Path(path)
     with open_for_reading(path, live=live) as fh:
-        raw = {k: _attr(v) for k, v in fh.attrs.items()}
+        raw = {k: attr_value(v) for k, v in fh.attrs.items()}
         if "rows" not in raw or "iteration" not in raw:
             raise StorageError(f"{path} is not an hti trajectory (no rows/iteration attributes)")
         try:
