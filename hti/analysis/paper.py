@@ -5,8 +5,9 @@ needs, then draws it as ``figure-n.png`` and ``figure-n.pdf``. A run's file is
 ``out/<run id>.h5`` (the run id hashes its config): a completed run is reused, an
 interrupted or killed one resumed, a missing one run. Two scales:
 
-- ``small``: 2 CPU cores, minutes: m = 8 for the linear figures, TinyPTB with small
-  transformers (word tokens), barcoded 8x8 digits;
+- ``small``: 2 CPU cores, seconds to minutes: m = 8 for the linear figures, TinyPTB with
+  small transformers (word tokens), barcoded 8x8 digits. Figures 4, 7 and 13 (4 or 8
+  full-batch runs of a 10,000-class language model each) take 30-50 minutes;
 - ``paper``: the paper's sizes: m = 11, the 2-layer width-1000 transformer on PTB,
   GPT2-small on WikiText-103 (``data_dir``), 28x28 barcoded MNIST (``data_dir`` holding
   the IDX files). These need a GPU for the deep figures.

@@ -13,7 +13,7 @@ from hti.cli.errors import reports_bad_input
 @click.command()
 @click.argument("number", type=click.IntRange(1, 17), metavar="N")
 @click.option("--scale", type=click.Choice(["small", "paper"]), default="small", show_default=True,
-              help="small: 2 CPU cores, minutes; paper: the paper's sizes (a GPU for the deep figures).")
+              help="small: 2 CPU cores, seconds to minutes (figures 4, 7, 13: under an hour); paper: the paper's sizes (a GPU for the deep figures).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Shorten (or lengthen) every run of the figure.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("figures"), show_default=True,
