@@ -384,12 +384,7 @@ def _newest_checkpoint(fh) -> tuple[int, float, list[Any]] | None:
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[int, float, list[Any]] | None:
     """The newest checkpoint of a trajectory file, read-only: (step, wall_time, leaves)."""
-    h5py = _h5py()
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as err:
-        raise StorageError(f"cannot read {path} as HDF5: {err}") from None
-    with fh:
+    with open_for_reading(path) as fh:
         return _newest_checkpoint(fh)
 
 
